@@ -1,0 +1,16 @@
+export type { GenerateCsrOptions, GeneratedKeyAndCsr } from './csr-generate.ts';
+export { generateKeyAndCsr } from './csr-generate.ts';
+export type { CsrErrorReason, KeyAlgorithm, ParsedCsr } from './csr-parse.ts';
+export { CsrError, parseCsr, parseCsrDer } from './csr-parse.ts';
+export { domainAllowed, isValidDnsName, isWildcardName, normalizeDnsName } from './dns-names.ts';
+export type { CaMaterial, LoadLocalCaFromFilesOptions, LocalCa } from './local-ca.ts';
+export {
+  createCaMaterial,
+  IssueError,
+  loadLocalCaFromFiles,
+  localConnector,
+  MAX_COMMON_NAME_LENGTH,
+} from './local-ca.ts';
+export type { LoadOrCreateLocalCaOptions } from './local-ca-store.ts';
+export { CA_FILES, loadOrCreateLocalCa } from './local-ca-store.ts';
+export type { IssuedCertificate, IssueRequest, IssuerConnector } from './types.ts';

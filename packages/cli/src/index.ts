@@ -1,0 +1,1 @@
+export { bootstrap, dbMigrate, dbProvision } from './admin-commands.ts';

@@ -1,0 +1,46 @@
+import { DomainError } from '@countersign/domain';
+import { bootstrap, dbMigrate, dbProvision, UsageError } from './admin-commands.ts';
+
+/** `countersign <command>`: the operator and approver command-line tool. */
+const HELP = `countersign <command> [options]
+
+Operator commands (talk to the database):
+  db provision     create roles and database (superuser URL)
+  db migrate       apply migrations as the owner role
+  bootstrap        create an org, its first admin and the admin's API key
+
+Run 'countersign <command> --help' for the options of a command.
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+const COMMANDS: Record<string, Command> = {
+  'db provision': dbProvision,
+  'db migrate': dbMigrate,
+  bootstrap,
+};
+
+async function main(argv: string[]): Promise<number> {
+  for (const words of [2, 1]) {
+    const name = argv.slice(0, words).join(' ');
+    const cmd = COMMANDS[name];
+    if (cmd) return cmd(argv.slice(words));
+  }
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(HELP);
+    return argv.length === 0 ? 2 : 0;
+  }
+  process.stderr.write(`countersign: unknown command "${argv.join(' ')}"\n\n${HELP}`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError || err instanceof DomainError) {
+      process.stderr.write(`countersign: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`countersign: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,153 @@
+import { parseDuration } from '@countersign/domain';
+
+/**
+ * The one configuration loader (SPEC §6). Every variable is read here, checked,
+ * and given its default; a bad value stops the process naming the variable.
+ * Only a service's main.ts calls this.
+ */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`invalid configuration: ${variable} ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type AuditVerifyMode = 'full' | 'tail' | 'off';
+export type ServiceName = 'api' | 'approval' | 'issuer' | 'notifier' | 'reaper';
+
+export const DEFAULT_METRICS_PORTS: Record<ServiceName, number> = {
+  api: 9464,
+  approval: 9465,
+  issuer: 9466,
+  notifier: 9467,
+  reaper: 9468,
+};
+
+export interface Config {
+  databaseUrl: string;
+  /** Owner role used only by migrations; services never connect with it. */
+  migrationDatabaseUrl: string | null;
+  databasePoolSize: number;
+  redisUrl: string;
+  queuePrefix: string;
+  smtpUrl: string | null;
+  mailFrom: string;
+  publicUrl: string;
+  approvalTimeoutMs: number;
+  escalationAfterMs: number;
+  approvalBypass: boolean;
+  auditVerifyOnStart: AuditVerifyMode;
+  caDir: string;
+  caCertFile: string | null;
+  caKeyFile: string | null;
+  caChainFile: string | null;
+  httpHost: string;
+  httpPort: number;
+  metricsHost: string;
+  metricsPort: number;
+  logLevel: string;
+  issuerConcurrency: number;
+  notifierConcurrency: number;
+  reconcileGraceMs: number;
+  outboxPollMs: number;
+  shutdownTimeoutMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const P = 'COUNTERSIGN_';
+
+function str(env: Env, name: string, fallback?: string): string {
+  const v = env[P + name];
+  if (v === undefined || v === '') {
+    if (fallback === undefined) throw new ConfigError(P + name, 'is required');
+    return fallback;
+  }
+  return v;
+}
+
+function optional(env: Env, name: string): string | null {
+  const v = env[P + name];
+  return v === undefined || v === '' ? null : v;
+}
+
+function url(env: Env, name: string, protocols: string[], fallback?: string): string {
+  const v = str(env, name, fallback);
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    throw new ConfigError(P + name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(P + name, `must use one of ${protocols.join(', ')} (got ${parsed.protocol})`);
+  }
+  return v;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[P + name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(P + name, `must be an integer between ${min} and ${max} (got "${raw}")`);
+  }
+  return n;
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = str(env, name, fallback);
+  const ms = parseDuration(raw);
+  if (ms === null || ms <= 0) {
+    throw new ConfigError(P + name, `must be a duration such as 90s, 15m, 24h or 7d (got "${raw}")`);
+  }
+  return ms;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[P + name];
+  if (raw === undefined || raw === '') return fallback;
+  if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
+  if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(P + name, `must be true or false (got "${raw}")`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
+  const raw = str(env, name, fallback);
+  if (!values.includes(raw as T)) throw new ConfigError(P + name, `must be one of ${values.join(', ')} (got "${raw}")`);
+  return raw as T;
+}
+
+export function loadConfig(service: ServiceName, env: Env = process.env): Config {
+  return {
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    migrationDatabaseUrl: optional(env, 'MIGRATION_DATABASE_URL'),
+    databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+    queuePrefix: str(env, 'QUEUE_PREFIX', '{countersign}'),
+    smtpUrl: optional(env, 'SMTP_URL') === null ? null : url(env, 'SMTP_URL', ['smtp:', 'smtps:']),
+    mailFrom: str(env, 'MAIL_FROM', 'Countersign <countersign@localhost>'),
+    publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:'], 'http://localhost:8080'),
+    approvalTimeoutMs: duration(env, 'APPROVAL_TIMEOUT', '168h'),
+    escalationAfterMs: duration(env, 'ESCALATION_AFTER', '24h'),
+    approvalBypass: bool(env, 'APPROVAL_BYPASS', false),
+    auditVerifyOnStart: oneOf(env, 'AUDIT_VERIFY_ON_START', ['full', 'tail', 'off'] as const, 'full'),
+    caDir: str(env, 'CA_DIR', '.data/ca'),
+    caCertFile: optional(env, 'CA_CERT_FILE'),
+    caKeyFile: optional(env, 'CA_KEY_FILE'),
+    caChainFile: optional(env, 'CA_CHAIN_FILE'),
+    httpHost: str(env, 'HTTP_HOST', '0.0.0.0'),
+    httpPort: int(env, 'HTTP_PORT', 8080, 0, 65535),
+    metricsHost: str(env, 'METRICS_HOST', '0.0.0.0'),
+    metricsPort: int(env, 'METRICS_PORT', DEFAULT_METRICS_PORTS[service], 0, 65535),
+    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    issuerConcurrency: int(env, 'ISSUER_CONCURRENCY', 16, 1, 1000),
+    notifierConcurrency: int(env, 'NOTIFIER_CONCURRENCY', 8, 1, 1000),
+    reconcileGraceMs: duration(env, 'RECONCILE_GRACE', '60s'),
+    outboxPollMs: duration(env, 'OUTBOX_POLL_INTERVAL', '1s'),
+    shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT', '10s'),
+  };
+}

@@ -1,0 +1,162 @@
+import type { ApprovalState } from '@countersign/domain';
+import { sql } from 'kysely';
+import type { KeysetPosition } from './cursor.ts';
+import type { Executor } from './database.ts';
+import type { ApprovalRow } from './schema.ts';
+
+/** Approval requests and their votes. Decisions are compare-and-set on `state = 'pending'`. */
+export async function insertApproval(
+  ex: Executor,
+  a: {
+    orgId: string;
+    jobId: string;
+    certificateId: string;
+    profileId: string;
+    requestedBy: string;
+    requesterType: string;
+    justification: string;
+    domains: string[];
+    environment: string;
+    approvalsRequired: number;
+    requestedAt: Date;
+    expiresAt: Date;
+    escalateAt: Date | null;
+  },
+) {
+  return ex
+    .insertInto('approval_requests')
+    .values({
+      org_id: a.orgId,
+      job_id: a.jobId,
+      certificate_id: a.certificateId,
+      profile_id: a.profileId,
+      requested_by: a.requestedBy,
+      requester_type: a.requesterType,
+      justification: a.justification,
+      domains: a.domains,
+      environment: a.environment,
+      approvals_required: a.approvalsRequired,
+      requested_at: a.requestedAt,
+      expires_at: a.expiresAt,
+      escalate_at: a.escalateAt,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function findApproval(ex: Executor, orgId: string, id: string) {
+  return ex
+    .selectFrom('approval_requests')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+export async function findApprovalById(ex: Executor, id: string) {
+  return ex.selectFrom('approval_requests').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function findApprovalByJob(ex: Executor, jobId: string) {
+  return ex.selectFrom('approval_requests').selectAll().where('job_id', '=', jobId).executeTakeFirst();
+}
+
+/** Locks the request so concurrent decisions serialize and exactly one wins. */
+export async function lockApproval(ex: Executor, orgId: string, id: string) {
+  return ex
+    .selectFrom('approval_requests')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+export async function insertVote(
+  ex: Executor,
+  v: { approvalId: string; orgId: string; voterId: string; voterType: string; requestedBy: string; note: string | null },
+) {
+  return ex
+    .insertInto('approval_votes')
+    .values({
+      approval_id: v.approvalId,
+      org_id: v.orgId,
+      voter_id: v.voterId,
+      voter_type: v.voterType,
+      requested_by: v.requestedBy,
+      note: v.note,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function listVotes(ex: Executor, approvalIds: readonly string[]) {
+  if (approvalIds.length === 0) return [];
+  return ex
+    .selectFrom('approval_votes')
+    .selectAll()
+    .where('approval_id', 'in', approvalIds)
+    .orderBy('voted_at')
+    .execute();
+}
+
+export async function markDecided(
+  ex: Executor,
+  d: { id: string; state: Exclude<ApprovalState, 'pending'>; decidedBy: string; decidedByType: string; note: string | null },
+): Promise<ApprovalRow | undefined> {
+  return ex
+    .updateTable('approval_requests')
+    .set({
+      state: d.state,
+      decided_by: d.decidedBy,
+      decided_by_type: d.decidedByType,
+      decided_at: new Date(),
+      decision_note: d.note,
+    })
+    .where('id', '=', d.id)
+    .where('state', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export interface ApprovalFilter {
+  orgId: string;
+  state?: ApprovalState;
+  profileId?: string;
+  requestedBy?: string;
+  certificateId?: string;
+  after: KeysetPosition | null;
+  limit: number;
+}
+
+/** The approval queue, newest first, keyset-paged on (requested_at, id). */
+export async function listApprovals(ex: Executor, f: ApprovalFilter) {
+  let q = ex.selectFrom('approval_requests').selectAll().where('org_id', '=', f.orgId);
+  if (f.state) q = q.where('state', '=', f.state);
+  if (f.profileId) q = q.where('profile_id', '=', f.profileId);
+  if (f.requestedBy) q = q.where('requested_by', '=', f.requestedBy);
+  if (f.certificateId) q = q.where('certificate_id', '=', f.certificateId);
+  if (f.after) {
+    const { at, id } = f.after;
+    q = q.where(sql<boolean>`(requested_at, id) < (${at}, ${id}::uuid)`);
+  }
+  return q.orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(f.limit + 1).execute();
+}
+
+/**
+ * Claims a batch of pending requests past their deadline. SKIP LOCKED lets
+ * several reapers work side by side without touching the same rows; the
+ * decision itself is still compare-and-set.
+ */
+export async function lockExpiredBatch(ex: Executor, now: Date, limit: number) {
+  return ex
+    .selectFrom('approval_requests')
+    .selectAll()
+    .where('state', '=', 'pending')
+    .where('expires_at', '<=', now)
+    .orderBy('expires_at')
+    .limit(limit)
+    .forUpdate()
+    .skipLocked()
+    .execute();
+}

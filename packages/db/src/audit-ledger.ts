@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import type { Actor } from '@countersign/domain';
+import { sql } from 'kysely';
+import { canonicalJson } from './canonical-json.ts';
+import type { Executor } from './database.ts';
+
+/**
+ * The one way anything is written to the audit ledger. Each record extends its
+ * org's SHA-256 chain inside the caller's transaction (SPEC §1.6):
+ *   hash = SHA-256(prev_hash || seq as 8-byte big-endian || canonical body)
+ * where the canonical body is the RFC 8785 JSON of the record's own columns.
+ * The chain head row is locked by audit_append() until the transaction ends,
+ * so callers append as the last statement of their transaction to keep that
+ * lock short.
+ */
+export const AUDIT_ACTIONS = [
+  'org_created',
+  'principal_created',
+  'api_key_created',
+  'api_key_revoked',
+  'profile_created',
+  'profile_updated',
+  'certificate_requested',
+  'renewal_requested',
+  'approval_requested',
+  'approval_vote_cast',
+  'approval_approved',
+  'approval_rejected',
+  'approval_voided',
+  'approval_expired',
+  'approval_bypassed',
+  'approval_escalated',
+  'job_released',
+  'job_cancelled',
+  'certificate_issued',
+  'issuance_failed',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** Actions that end an approval request; exactly one per decided request. */
+export const DECISION_ACTIONS: readonly AuditAction[] = [
+  'approval_approved',
+  'approval_rejected',
+  'approval_voided',
+  'approval_expired',
+  'approval_bypassed',
+];
+
+export interface AuditEntry {
+  readonly orgId: string;
+  readonly actor: Actor;
+  readonly action: AuditAction;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly details: Record<string, unknown>;
+}
+
+export interface AuditBodyFields {
+  readonly orgId: string;
+  readonly at: Date;
+  readonly actorId: string;
+  readonly actorType: string;
+  readonly action: string;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly details: unknown;
+}
+
+export const GENESIS_HASH = Buffer.alloc(32);
+
+export function canonicalAuditBody(r: AuditBodyFields): Buffer {
+  const text = canonicalJson({
+    org_id: r.orgId,
+    at: r.at.toISOString(),
+    actor_id: r.actorId,
+    actor_type: r.actorType,
+    action: r.action,
+    resource_type: r.resourceType,
+    resource_id: r.resourceId,
+    details: r.details,
+  });
+  return Buffer.from(text, 'utf8');
+}
+
+export function chainHash(prevHash: Buffer, seq: bigint, body: Buffer): Buffer {
+  const seqBytes = Buffer.alloc(8);
+  seqBytes.writeBigInt64BE(seq);
+  return createHash('sha256').update(prevHash).update(seqBytes).update(body).digest();
+}
+
+/** Appends one record; returns its sequence number in the org's chain. */
+export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = new Date()): Promise<bigint> {
+  // Microseconds are dropped so the timestamp read back equals the one hashed.
+  const when = new Date(Math.floor(at.getTime()));
+  const body = canonicalAuditBody({
+    orgId: entry.orgId,
+    at: when,
+    actorId: entry.actor.id,
+    actorType: entry.actor.type,
+    action: entry.action,
+    resourceType: entry.resourceType,
+    resourceId: entry.resourceId,
+    details: entry.details,
+  });
+  const { rows } = await sql<{ seq: string }>`
+    SELECT audit_append(${entry.orgId}::uuid, ${when}::timestamptz, ${entry.actor.id}, ${entry.actor.type},
+      ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${JSON.stringify(entry.details)}::jsonb, ${body}) AS seq
+  `.execute(ex);
+  const seq = rows[0]?.seq;
+  if (seq === undefined) throw new Error('audit_append returned no sequence number');
+  return BigInt(seq);
+}
+
+export async function appendAuditMany(ex: Executor, entries: readonly AuditEntry[], at: Date = new Date()): Promise<void> {
+  for (const e of entries) await appendAudit(ex, e, at);
+}

@@ -1,0 +1,119 @@
+import { sql } from 'kysely';
+import type { KeysetPosition } from './cursor.ts';
+import type { Executor } from './database.ts';
+
+/** Managed certificates and their signed versions. */
+export async function insertCertificate(
+  ex: Executor,
+  c: { orgId: string; profileId: string; ownerId: string; commonName: string; sans: string[]; publicKey: Buffer },
+) {
+  return ex
+    .insertInto('certificates')
+    .values({
+      org_id: c.orgId,
+      profile_id: c.profileId,
+      owner_id: c.ownerId,
+      common_name: c.commonName,
+      sans: c.sans,
+      public_key: c.publicKey,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function findCertificate(ex: Executor, orgId: string, id: string) {
+  return ex.selectFrom('certificates').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
+}
+
+export async function listCertificates(
+  ex: Executor,
+  q: { orgId: string; ownerId?: string; profileId?: string; after: KeysetPosition | null; limit: number },
+) {
+  let query = ex.selectFrom('certificates').selectAll().where('org_id', '=', q.orgId);
+  if (q.ownerId) query = query.where('owner_id', '=', q.ownerId);
+  if (q.profileId) query = query.where('profile_id', '=', q.profileId);
+  if (q.after) {
+    const { at, id } = q.after;
+    query = query.where(sql<boolean>`(created_at, id) < (${at}, ${id}::uuid)`);
+  }
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit + 1).execute();
+}
+
+export async function insertVersion(
+  ex: Executor,
+  v: {
+    orgId: string;
+    certificateId: string;
+    jobId: string;
+    issuer: string;
+    serial: string;
+    fingerprint: string;
+    notBefore: Date;
+    notAfter: Date;
+    leafPem: string;
+    chainPem: string;
+  },
+) {
+  return ex
+    .insertInto('certificate_versions')
+    .values({
+      org_id: v.orgId,
+      certificate_id: v.certificateId,
+      job_id: v.jobId,
+      issuer: v.issuer,
+      serial: v.serial,
+      fingerprint_sha256: v.fingerprint,
+      not_before: v.notBefore,
+      not_after: v.notAfter,
+      leaf_pem: v.leafPem,
+      chain_pem: v.chainPem,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** Points the certificate at its newest version and the names and key that version carries. */
+export async function setCurrentVersion(
+  ex: Executor,
+  c: { id: string; versionId: string; notAfter: Date; commonName: string; sans: string[]; publicKey: Buffer },
+) {
+  await ex
+    .updateTable('certificates')
+    .set({
+      current_version_id: c.versionId,
+      not_after: c.notAfter,
+      common_name: c.commonName,
+      sans: c.sans,
+      public_key: c.publicKey,
+      updated_at: new Date(),
+    })
+    .where('id', '=', c.id)
+    .execute();
+}
+
+export async function findVersion(ex: Executor, orgId: string, id: string) {
+  return ex
+    .selectFrom('certificate_versions')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+export async function findVersionByJob(ex: Executor, jobId: string) {
+  return ex.selectFrom('certificate_versions').selectAll().where('job_id', '=', jobId).executeTakeFirst();
+}
+
+export async function listVersions(ex: Executor, certificateId: string) {
+  return ex
+    .selectFrom('certificate_versions')
+    .selectAll()
+    .where('certificate_id', '=', certificateId)
+    .orderBy('created_at', 'desc')
+    .execute();
+}
+
+export async function findVersionsByIds(ex: Executor, ids: readonly string[]) {
+  if (ids.length === 0) return [];
+  return ex.selectFrom('certificate_versions').selectAll().where('id', 'in', ids).execute();
+}

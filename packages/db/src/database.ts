@@ -1,0 +1,51 @@
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+export type Tx = Transaction<Database>;
+/** Repositories accept either the pool or a transaction, so use cases choose the boundary. */
+export type Executor = Db | Tx;
+
+export interface DatabaseHandle {
+  readonly db: Db;
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  readonly url: string;
+  readonly poolSize?: number;
+  readonly applicationName?: string;
+  readonly onError?: (err: Error) => void;
+}
+
+export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolSize ?? 10,
+    application_name: opts.applicationName ?? 'countersign',
+    // Fail a request quickly when the database is gone instead of queueing forever.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client losing its connection (pg_terminate_backend, a restart) must not crash the process.
+  pool.on('error', (err) => opts.onError?.(err));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    pool,
+    close: () => db.destroy(),
+  };
+}
+
+/** Postgres SQLSTATE of a driver error, if any. */
+export const pgCode = (err: unknown): string | undefined =>
+  typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+
+export const pgConstraint = (err: unknown): string | undefined =>
+  typeof err === 'object' && err !== null && 'constraint' in err && typeof err.constraint === 'string'
+    ? err.constraint
+    : undefined;
+
+export const UNIQUE_VIOLATION = '23505';

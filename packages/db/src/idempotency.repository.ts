@@ -1,0 +1,34 @@
+import type { Executor } from './database.ts';
+
+/** Stored first answers of requests sent with an Idempotency-Key, per principal. */
+export async function findIdempotent(ex: Executor, principalId: string, key: string) {
+  return ex
+    .selectFrom('idempotency_keys')
+    .selectAll()
+    .where('principal_id', '=', principalId)
+    .where('key', '=', key)
+    .executeTakeFirst();
+}
+
+export async function insertIdempotent(
+  ex: Executor,
+  r: { principalId: string; key: string; orgId: string; requestHash: string; status: number; body: unknown },
+) {
+  await ex
+    .insertInto('idempotency_keys')
+    .values({
+      principal_id: r.principalId,
+      key: r.key,
+      org_id: r.orgId,
+      request_hash: r.requestHash,
+      response_status: r.status,
+      response_body: JSON.stringify(r.body),
+    })
+    .execute();
+}
+
+/** Forgets first answers older than the replay window. */
+export async function deleteIdempotentOlderThan(ex: Executor, cutoff: Date): Promise<number> {
+  const r = await ex.deleteFrom('idempotency_keys').where('created_at', '<', cutoff).executeTakeFirst();
+  return Number(r.numDeletedRows);
+}

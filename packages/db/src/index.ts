@@ -1,0 +1,16 @@
+export * as approvals from './approval.repository.ts';
+export * from './audit-ledger.ts';
+export * from './audit-verify.ts';
+export * from './canonical-json.ts';
+export * as certificates from './certificate.repository.ts';
+export * from './cursor.ts';
+export * from './database.ts';
+export * as idempotency from './idempotency.repository.ts';
+export * as identity from './identity.repository.ts';
+export * as jobs from './job.repository.ts';
+export * from './migrate.ts';
+export * from './outbox.ts';
+export * as profiles from './profile.repository.ts';
+export type { ProfileFields, ProfileWithApprovers } from './profile.repository.ts';
+export * from './provision.ts';
+export type * from './schema.ts';

@@ -1,0 +1,91 @@
+import { sql } from 'kysely';
+import type { Executor } from './database.ts';
+import type { NewJob } from './schema.ts';
+
+/** Issuance and renewal jobs. Transitions are compare-and-set on the current status. */
+export async function insertJob(ex: Executor, job: NewJob) {
+  return ex.insertInto('jobs').values(job).returningAll().executeTakeFirstOrThrow();
+}
+
+export async function findJob(ex: Executor, orgId: string, id: string) {
+  return ex.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
+}
+
+export async function listJobs(ex: Executor, q: { orgId: string; certificateId?: string; requestedBy?: string; limit: number; before?: { at: Date; id: string } | null }) {
+  let query = ex.selectFrom('jobs').selectAll().where('org_id', '=', q.orgId);
+  if (q.certificateId) query = query.where('certificate_id', '=', q.certificateId);
+  if (q.requestedBy) query = query.where('requested_by', '=', q.requestedBy);
+  if (q.before) {
+    const { at, id } = q.before;
+    query = query.where(sql<boolean>`(created_at, id) < (${at}, ${id}::uuid)`);
+  }
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit + 1).execute();
+}
+
+/** Row-locks the job for the issuer: no other worker can sign it until this transaction ends. */
+export async function lockJobForIssuance(ex: Executor, id: string) {
+  return ex.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+}
+
+export async function releaseJob(ex: Executor, id: string) {
+  return ex
+    .updateTable('jobs')
+    .set({ status: 'pending', released_at: new Date(), updated_at: new Date() })
+    .where('id', '=', id)
+    .where('status', '=', 'awaiting_approval')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function cancelJob(ex: Executor, id: string, error: string) {
+  return ex
+    .updateTable('jobs')
+    .set({ status: 'cancelled', error, updated_at: new Date(), completed_at: new Date() })
+    .where('id', '=', id)
+    .where('status', '=', 'awaiting_approval')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function completeJob(ex: Executor, id: string) {
+  return ex
+    .updateTable('jobs')
+    .set({ status: 'completed', completed_at: new Date(), updated_at: new Date(), error: null })
+    .where('id', '=', id)
+    .where('status', 'in', ['pending', 'running'])
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function failJob(ex: Executor, id: string, error: string) {
+  return ex
+    .updateTable('jobs')
+    .set({ status: 'failed', error, completed_at: new Date(), updated_at: new Date() })
+    .where('id', '=', id)
+    .where('status', 'in', ['pending', 'running'])
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function recordAttempt(ex: Executor, id: string, error: string | null) {
+  await ex
+    .updateTable('jobs')
+    .set((eb) => ({ attempts: eb('attempts', '+', 1), error, updated_at: new Date() }))
+    .where('id', '=', id)
+    .execute();
+}
+
+/**
+ * Released jobs still not finished after `graceMs`: candidates for re-release
+ * when their queue message was lost. The caller checks the queue before acting.
+ */
+export async function findStaleReleasedJobs(ex: Executor, graceMs: number, limit: number) {
+  return ex
+    .selectFrom('jobs')
+    .select(['id', 'org_id', 'released_at'])
+    .where('status', 'in', ['pending', 'running'])
+    .where('released_at', '<', new Date(Date.now() - graceMs))
+    .orderBy('released_at')
+    .limit(limit)
+    .execute();
+}

@@ -1,0 +1,23 @@
+import { type Migration, type MigrationProvider, Migrator } from 'kysely';
+import { createDatabase } from './database.ts';
+import * as core from './migrations/0001-core.ts';
+
+/** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-core': core,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+/** Runs pending migrations. Must connect as the owner role, never the services' role. */
+export async function migrateToLatest(ownerUrl: string): Promise<string[]> {
+  const { db, close } = createDatabase({ url: ownerUrl, poolSize: 1, applicationName: 'countersign-migrate' });
+  try {
+    const migrator = new Migrator({ db, provider });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+  } finally {
+    await close();
+  }
+}

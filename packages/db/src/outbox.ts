@@ -1,0 +1,62 @@
+import { sql } from 'kysely';
+import type { Executor } from './database.ts';
+
+/**
+ * The transactional outbox: a use case writes an event here in the same
+ * transaction as the state change, and the approval relay publishes it to
+ * BullMQ after commit. Payloads carry ids only; consumers re-read the rows.
+ */
+export interface OutboxEvents {
+  /** A job became `pending`: put it on the issuer's queue. */
+  'job.released': { job_id: string };
+  /** A new approval request waits for approvers (and the escalation timer starts). */
+  'approval.submitted': { approval_id: string };
+  /** A request reached a terminal state. */
+  'approval.decided': { approval_id: string; outcome: string };
+  /** A certificate version was recorded. */
+  'certificate.issued': { job_id: string; version_id: string };
+}
+export type OutboxTopic = keyof OutboxEvents;
+
+export interface OutboxRow {
+  id: string;
+  org_id: string;
+  topic: OutboxTopic;
+  payload: OutboxEvents[OutboxTopic];
+  created_at: Date;
+}
+
+export async function addOutbox<T extends OutboxTopic>(
+  ex: Executor,
+  orgId: string,
+  topic: T,
+  payload: OutboxEvents[T],
+): Promise<void> {
+  await ex.insertInto('outbox').values({ org_id: orgId, topic, payload: JSON.stringify(payload) }).execute();
+}
+
+/**
+ * Claims up to `limit` of the oldest rows for this transaction. SKIP LOCKED
+ * lets any number of relays drain concurrently without publishing a row twice
+ * at the same time; a relay that dies before commit leaves its rows for the next.
+ */
+export async function claimOutbox(ex: Executor, limit: number): Promise<OutboxRow[]> {
+  const { rows } = await sql<OutboxRow>`
+    SELECT id, org_id, topic, payload, created_at FROM outbox
+    ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED
+  `.execute(ex);
+  return rows;
+}
+
+export async function deleteOutbox(ex: Executor, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await ex.deleteFrom('outbox').where('id', 'in', ids).execute();
+}
+
+/** Age of the oldest unpublished event, for countersign_outbox_lag_seconds. */
+export async function outboxLagSeconds(ex: Executor): Promise<number> {
+  const { rows } = await sql<{ lag: number | null }>`
+    SELECT EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS lag FROM outbox
+  `.execute(ex);
+  return rows[0]?.lag ?? 0;
+}

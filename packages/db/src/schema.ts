@@ -1,0 +1,204 @@
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+/** Kysely view of the tables created by the migrations. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface OrgsTable {
+  id: Generated<string>;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface PrincipalsTable {
+  id: Generated<string>;
+  org_id: string;
+  name: string;
+  email: string | null;
+  role: string;
+  kind: Generated<string>;
+  created_at: Timestamp;
+  disabled_at: NullableTimestamp;
+}
+
+export interface ApiKeysTable {
+  id: Generated<string>;
+  org_id: string;
+  principal_id: string;
+  name: string | null;
+  secret_hash: Buffer;
+  created_at: Timestamp;
+  expires_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+}
+
+export interface ProfilesTable {
+  id: Generated<string>;
+  org_id: string;
+  name: string;
+  environment: string;
+  requires_approval: boolean;
+  approvals_required: Generated<number>;
+  allowed_domains: string[];
+  issuer: Generated<string>;
+  validity_days: number;
+  approval_timeout_seconds: number | null;
+  escalation_after_seconds: number | null;
+  renew_before_days: Generated<number>;
+  escalation_contacts: Generated<string[]>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface ProfileApproversTable {
+  profile_id: string;
+  org_id: string;
+  principal_id: string;
+}
+
+export interface CertificatesTable {
+  id: Generated<string>;
+  org_id: string;
+  profile_id: string;
+  owner_id: string;
+  common_name: string;
+  sans: string[];
+  public_key: Buffer;
+  current_version_id: string | null;
+  not_after: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface JobsTable {
+  id: Generated<string>;
+  org_id: string;
+  certificate_id: string;
+  profile_id: string;
+  kind: string;
+  status: string;
+  requires_approval: boolean;
+  requested_by: string;
+  requester_type: string;
+  common_name: string;
+  sans: string[];
+  public_key: Buffer;
+  error: string | null;
+  attempts: Generated<number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  released_at: NullableTimestamp;
+  completed_at: NullableTimestamp;
+}
+
+export interface ApprovalRequestsTable {
+  id: Generated<string>;
+  org_id: string;
+  job_id: string;
+  certificate_id: string;
+  profile_id: string;
+  requested_by: string;
+  requester_type: string;
+  justification: string;
+  domains: string[];
+  environment: string;
+  approvals_required: number;
+  requested_at: Timestamp;
+  expires_at: Timestamp;
+  escalate_at: NullableTimestamp;
+  state: Generated<string>;
+  decided_by: string | null;
+  decided_by_type: string | null;
+  decided_at: NullableTimestamp;
+  decision_note: string | null;
+}
+
+export interface ApprovalVotesTable {
+  approval_id: string;
+  org_id: string;
+  voter_id: string;
+  voter_type: string;
+  requested_by: string;
+  note: string | null;
+  voted_at: Timestamp;
+}
+
+export interface CertificateVersionsTable {
+  id: Generated<string>;
+  org_id: string;
+  certificate_id: string;
+  job_id: string;
+  issuer: string;
+  serial: string;
+  fingerprint_sha256: string;
+  not_before: Timestamp;
+  not_after: Timestamp;
+  leaf_pem: string;
+  chain_pem: string;
+  created_at: Timestamp;
+}
+
+export interface IdempotencyKeysTable {
+  principal_id: string;
+  key: string;
+  org_id: string;
+  request_hash: string;
+  response_status: number;
+  response_body: unknown;
+  created_at: Timestamp;
+}
+
+export interface OutboxTable {
+  id: Generated<string>;
+  org_id: string;
+  topic: string;
+  payload: unknown;
+  created_at: Timestamp;
+}
+
+export interface AuditHeadsTable {
+  org_id: string;
+  seq: string;
+  hash: Buffer;
+}
+
+export interface AuditRecordsTable {
+  org_id: string;
+  seq: string;
+  at: Timestamp;
+  actor_id: string;
+  actor_type: string;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  details: unknown;
+  prev_hash: Buffer;
+  hash: Buffer;
+}
+
+export interface Database {
+  orgs: OrgsTable;
+  principals: PrincipalsTable;
+  api_keys: ApiKeysTable;
+  profiles: ProfilesTable;
+  profile_approvers: ProfileApproversTable;
+  certificates: CertificatesTable;
+  jobs: JobsTable;
+  approval_requests: ApprovalRequestsTable;
+  approval_votes: ApprovalVotesTable;
+  certificate_versions: CertificateVersionsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  outbox: OutboxTable;
+  audit_heads: AuditHeadsTable;
+  audit_records: AuditRecordsTable;
+}
+
+export type ProfileRow = Selectable<ProfilesTable>;
+export type PrincipalRow = Selectable<PrincipalsTable>;
+export type CertificateRow = Selectable<CertificatesTable>;
+export type CertificateVersionRow = Selectable<CertificateVersionsTable>;
+export type JobRow = Selectable<JobsTable>;
+export type ApprovalRow = Selectable<ApprovalRequestsTable>;
+export type VoteRow = Selectable<ApprovalVotesTable>;
+export type AuditRow = Selectable<AuditRecordsTable>;
+export type NewJob = Insertable<JobsTable>;

@@ -1,0 +1,5 @@
+export * from './actors.ts';
+export * from './durations.ts';
+export * from './errors.ts';
+export * from './policy.ts';
+export * from './states.ts';

@@ -1,0 +1,209 @@
+import {
+  type ApprovalRow,
+  type AuditEntry,
+  addOutbox,
+  appendAuditMany,
+  approvals,
+  type Db,
+  jobs,
+  pgCode,
+  pgConstraint,
+  profiles,
+  type Tx,
+  UNIQUE_VIOLATION,
+  type VoteRow,
+} from '@countersign/db';
+import {
+  type Actor,
+  actorOf,
+  assertMayDecide,
+  type DecisionOutcome,
+  DomainError,
+  isAdmin,
+  notFound,
+  type Principal,
+  quorumReached,
+  readsOnlyOwn,
+  SYSTEM_ACTORS,
+  type TerminalApprovalState,
+} from '@countersign/domain';
+
+/**
+ * The approval state machine's transitions (SPEC §1): vote/approve, reject,
+ * void, expire and bypass. Each runs in one transaction that row-locks the
+ * request, so concurrent decisions serialize and exactly one wins; the
+ * decision, the job transition, the outbox event and the audit record commit
+ * together or not at all.
+ */
+export interface DecisionResult {
+  approval: ApprovalRow;
+  votes: VoteRow[];
+  /** Set when this call ended the request; callers count it in metrics after commit. */
+  outcome: DecisionOutcome | null;
+}
+
+const alreadyDecided = (a: ApprovalRow) =>
+  new DomainError('already_decided', `approval request is already ${a.state}`, { state: a.state });
+
+async function lockVisible(tx: Tx, p: Principal, approvalId: string): Promise<ApprovalRow> {
+  const a = await approvals.lockApproval(tx, p.orgId, approvalId);
+  if (!a || (readsOnlyOwn(p) && a.requested_by !== p.id)) throw notFound('approval request');
+  return a;
+}
+
+async function assertEligible(tx: Tx, p: Principal, a: ApprovalRow): Promise<void> {
+  const approvers = await profiles.profileApprovers(tx, a.profile_id);
+  assertMayDecide(p, { requestedBy: a.requested_by, profileApprovers: approvers });
+}
+
+/** Ends the request and moves its job; shared by every terminal transition. */
+async function finish(
+  tx: Tx,
+  a: ApprovalRow,
+  state: TerminalApprovalState,
+  actor: Actor,
+  note: string | null,
+  extraAudit: AuditEntry[],
+  action: AuditEntry['action'],
+): Promise<ApprovalRow> {
+  const decided = await approvals.markDecided(tx, {
+    id: a.id,
+    state,
+    decidedBy: actor.id,
+    decidedByType: actor.type,
+    note,
+  });
+  if (!decided) throw alreadyDecided(a);
+  const audit: AuditEntry[] = [
+    ...extraAudit,
+    {
+      orgId: a.org_id,
+      actor,
+      action,
+      resourceType: 'approval',
+      resourceId: a.id,
+      details: { state, job_id: a.job_id, note, decided_at: decided.decided_at?.toISOString() ?? null },
+    },
+  ];
+  if (state === 'approved') {
+    const job = await jobs.releaseJob(tx, a.job_id);
+    if (!job) throw new DomainError('conflict', 'the job of this request is no longer awaiting approval');
+    await addOutbox(tx, a.org_id, 'job.released', { job_id: job.id });
+    audit.push({
+      orgId: a.org_id,
+      actor,
+      action: 'job_released',
+      resourceType: 'job',
+      resourceId: job.id,
+      details: { status: 'pending', approval_id: a.id },
+    });
+  } else {
+    const reason = `approval ${state}`;
+    const job = await jobs.cancelJob(tx, a.job_id, reason);
+    if (job) {
+      audit.push({
+        orgId: a.org_id,
+        actor,
+        action: 'job_cancelled',
+        resourceType: 'job',
+        resourceId: job.id,
+        details: { status: 'cancelled', error: reason, approval_id: a.id },
+      });
+    }
+  }
+  await addOutbox(tx, a.org_id, 'approval.decided', { approval_id: a.id, outcome: state });
+  await appendAuditMany(tx, audit);
+  return decided;
+}
+
+/** Casts an approving vote; approves the request once `approvals_required` distinct approvers voted. */
+export async function approve(db: Db, p: Principal, approvalId: string, note: string | null): Promise<DecisionResult> {
+  return db.transaction().execute(async (tx) => {
+    const a = await lockVisible(tx, p, approvalId);
+    await assertEligible(tx, p, a);
+    if (a.state !== 'pending') throw alreadyDecided(a);
+    const actor = actorOf(p);
+    try {
+      await approvals.insertVote(tx, {
+        approvalId: a.id,
+        orgId: a.org_id,
+        voterId: p.id,
+        voterType: actor.type,
+        requestedBy: a.requested_by,
+        note,
+      });
+    } catch (err) {
+      if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'approval_votes_pkey') {
+        throw new DomainError('already_voted', 'you have already voted on this request');
+      }
+      throw err;
+    }
+    const votes = await approvals.listVotes(tx, [a.id]);
+    const voteAudit: AuditEntry = {
+      orgId: a.org_id,
+      actor,
+      action: 'approval_vote_cast',
+      resourceType: 'approval',
+      resourceId: a.id,
+      details: { state: 'pending', note, votes: votes.length, approvals_required: a.approvals_required },
+    };
+    if (!quorumReached(votes.length, a.approvals_required)) {
+      await appendAuditMany(tx, [voteAudit]);
+      return { approval: a, votes, outcome: null };
+    }
+    const decided = await finish(tx, a, 'approved', actor, note, [voteAudit], 'approval_approved');
+    return { approval: decided, votes, outcome: 'approved' };
+  });
+}
+
+export async function reject(db: Db, p: Principal, approvalId: string, note: string): Promise<DecisionResult> {
+  return db.transaction().execute(async (tx) => {
+    const a = await lockVisible(tx, p, approvalId);
+    await assertEligible(tx, p, a);
+    if (a.state !== 'pending') throw alreadyDecided(a);
+    const decided = await finish(tx, a, 'rejected', actorOf(p), note, [], 'approval_rejected');
+    return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'rejected' };
+  });
+}
+
+export async function voidRequest(db: Db, p: Principal, approvalId: string, reason: string): Promise<DecisionResult> {
+  return db.transaction().execute(async (tx) => {
+    const a = await lockVisible(tx, p, approvalId);
+    if (!isAdmin(p)) throw new DomainError('forbidden', 'only an admin may void an approval request');
+    if (a.state !== 'pending') throw alreadyDecided(a);
+    const decided = await finish(tx, a, 'voided', actorOf(p), reason, [], 'approval_voided');
+    return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'voided' };
+  });
+}
+
+/**
+ * Expires up to `limit` requests past their deadline, as `system-reaper`.
+ * Safe to run late, twice or on several reapers at once: rows are claimed with
+ * SKIP LOCKED and each decision is compare-and-set.
+ */
+export async function expireDue(db: Db, now: Date, limit: number): Promise<ApprovalRow[]> {
+  return db.transaction().execute(async (tx) => {
+    const due = await approvals.lockExpiredBatch(tx, now, limit);
+    const expired: ApprovalRow[] = [];
+    for (const a of due) {
+      expired.push(await finish(tx, a, 'expired', SYSTEM_ACTORS.reaper, 'approval expired', [], 'approval_expired'));
+    }
+    return expired;
+  });
+}
+
+/**
+ * Auto-approves a pending request as `system-bypass` (COUNTERSIGN_APPROVAL_BYPASS,
+ * dev/CI only). Never for a production profile: the database refuses it too.
+ * Returns null when there was nothing to do (already decided, or production).
+ */
+export async function bypass(db: Db, approvalId: string): Promise<DecisionResult | null> {
+  return db.transaction().execute(async (tx) => {
+    const found = await approvals.findApprovalById(tx, approvalId);
+    if (!found) return null;
+    const a = await approvals.lockApproval(tx, found.org_id, approvalId);
+    if (!a || a.state !== 'pending' || a.environment === 'production') return null;
+    const decided = await finish(tx, a, 'approved', SYSTEM_ACTORS.bypass, 'approval bypassed (COUNTERSIGN_APPROVAL_BYPASS)', [], 'approval_bypassed');
+    return { approval: decided, votes: [], outcome: 'bypassed' };
+  });
+}

@@ -1,0 +1,379 @@
+import { createHash } from 'node:crypto';
+import { CsrError, domainAllowed, isValidDnsName, normalizeDnsName, parseCsr } from '@countersign/ca';
+import {
+  type AuditEntry,
+  addOutbox,
+  appendAuditMany,
+  approvals,
+  canonicalJson,
+  certificates,
+  type Db,
+  idempotency,
+  jobs,
+  pgCode,
+  pgConstraint,
+  profiles,
+  type ProfileWithApprovers,
+  type Tx,
+  UNIQUE_VIOLATION,
+} from '@countersign/db';
+import { type Actor, canRequest, DomainError, notFound, type Principal, readsOnlyOwn } from '@countersign/domain';
+import { type ApprovalView, approvalView, type CertificateView, certificateView, type JobView, jobView } from './views.ts';
+
+/**
+ * Submitting a certificate request or a renewal: the one use case behind
+ * POST /certificates, POST /certificates/{id}/renew, the `renewal-requests`
+ * queue and the reaper's renewal scan. Everything it writes (certificate,
+ * job, approval request, outbox event, audit records, idempotent answer)
+ * commits in one transaction.
+ */
+export interface WorkflowSettings {
+  readonly approvalTimeoutMs: number;
+  readonly escalationAfterMs: number;
+}
+
+export interface Requester {
+  readonly orgId: string;
+  readonly actor: Actor;
+  /** The principal asking, or null for the system scheduler. */
+  readonly principal: Principal | null;
+}
+
+export interface NewCertificateInput {
+  profile_id: string;
+  common_name: string;
+  sans?: string[] | undefined;
+  csr: string;
+  justification?: string | undefined;
+}
+
+export interface RenewInput {
+  justification?: string | undefined;
+  csr?: string | undefined;
+}
+
+export interface SubmitResult {
+  certificate: CertificateView;
+  job: JobView;
+  approval: ApprovalView | null;
+}
+
+export interface Idempotency {
+  readonly key: string;
+  /** Identifies the operation and its body; the same key with another body is a conflict. */
+  readonly fingerprint: unknown;
+}
+
+export const requesterOf = (p: Principal, actor: Actor): Requester => ({ orgId: p.orgId, actor, principal: p });
+
+function requestHash(fingerprint: unknown): string {
+  return createHash('sha256')
+    .update(canonicalJson(fingerprint))
+    .digest('hex');
+}
+
+/** Runs `work` at most once per (principal, key), replaying the first answer afterwards. */
+async function withIdempotency(
+  db: Db,
+  who: Requester,
+  idem: Idempotency | undefined,
+  work: (tx: Tx, remember: (body: SubmitResult) => Promise<void>) => Promise<SubmitResult>,
+): Promise<SubmitResult> {
+  const principalId = who.principal?.id;
+  if (!idem || !principalId) return db.transaction().execute((tx) => work(tx, async () => {}));
+  const hash = requestHash(idem.fingerprint);
+  const replay = async (): Promise<SubmitResult | null> => {
+    const prior = await idempotency.findIdempotent(db, principalId, idem.key);
+    if (!prior) return null;
+    if (prior.request_hash !== hash) {
+      throw new DomainError('idempotency_conflict', 'this Idempotency-Key was already used with a different request');
+    }
+    return prior.response_body as SubmitResult;
+  };
+  const first = await replay();
+  if (first) return first;
+  try {
+    return await db.transaction().execute((tx) =>
+      work(tx, (body) =>
+        idempotency.insertIdempotent(tx, {
+          principalId,
+          key: idem.key,
+          orgId: who.orgId,
+          requestHash: hash,
+          status: 202,
+          body,
+        }),
+      ),
+    );
+  } catch (err) {
+    // A concurrent request with the same key committed first: answer as it did.
+    if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'idempotency_keys_pkey') {
+      const again = await replay();
+      if (again) return again;
+    }
+    throw err;
+  }
+}
+
+function checkNames(profile: ProfileWithApprovers, names: readonly string[]): void {
+  for (const name of names) {
+    if (!isValidDnsName(name)) throw new DomainError('validation_failed', `"${name}" is not a valid DNS name`);
+    if (!domainAllowed(name, profile.allowed_domains)) {
+      throw new DomainError('domain_not_allowed', `"${name}" is not allowed by profile ${profile.name}`, {
+        name,
+        allowed_domains: profile.allowed_domains,
+      });
+    }
+  }
+}
+
+function parseCsrOrThrow(pem: string) {
+  try {
+    return parseCsr(pem);
+  } catch (err) {
+    if (err instanceof CsrError) throw new DomainError('validation_failed', `invalid CSR: ${err.message}`);
+    throw err;
+  }
+}
+
+const sameNames = (a: readonly string[], b: readonly string[]): boolean => {
+  const sa = new Set(a);
+  const sb = new Set(b);
+  return sa.size === sb.size && [...sa].every((n) => sb.has(n));
+};
+
+/** The CSR must name exactly what the request names (CN included among the SANs). */
+function matchCsr(csrPem: string, commonName: string, sans: readonly string[]) {
+  const csr = parseCsrOrThrow(csrPem);
+  if (csr.commonName !== null && csr.commonName !== commonName) {
+    throw new DomainError(
+      'validation_failed',
+      `CSR common name "${csr.commonName}" does not match the requested common name "${commonName}"`,
+    );
+  }
+  const csrNames = csr.dnsNames.length > 0 ? csr.dnsNames : csr.commonName ? [csr.commonName] : [];
+  const wanted = sans.includes(commonName) ? sans : [commonName, ...sans];
+  const got = csrNames.includes(commonName) ? csrNames : [commonName, ...csrNames];
+  if (!sameNames(wanted, got)) {
+    throw new DomainError(
+      'validation_failed',
+      `CSR names [${got.join(', ')}] do not match the requested names [${wanted.join(', ')}]`,
+    );
+  }
+  return csr;
+}
+
+function requireJustification(profile: ProfileWithApprovers, justification: string | undefined): string {
+  const j = justification?.trim() ?? '';
+  if (profile.requires_approval && j === '') {
+    throw new DomainError('validation_failed', `profile ${profile.name} requires approval: a justification is required`);
+  }
+  return j === '' ? '(none)' : j;
+}
+
+interface JobPlan {
+  readonly certificateId: string;
+  readonly kind: 'issuance' | 'renewal';
+  readonly commonName: string;
+  readonly sans: string[];
+  readonly publicKey: Buffer;
+  readonly justification: string;
+}
+
+/** Writes job, approval (when gated), outbox and audit for a certificate already inserted or locked. */
+async function createJob(tx: Tx, who: Requester, profile: ProfileWithApprovers, plan: JobPlan, settings: WorkflowSettings) {
+  const now = new Date();
+  let job: Awaited<ReturnType<typeof jobs.insertJob>>;
+  try {
+    job = await jobs.insertJob(tx, {
+      org_id: who.orgId,
+      certificate_id: plan.certificateId,
+      profile_id: profile.id,
+      kind: plan.kind,
+      status: profile.requires_approval ? 'awaiting_approval' : 'pending',
+      requires_approval: profile.requires_approval,
+      requested_by: who.actor.id,
+      requester_type: who.actor.type,
+      common_name: plan.commonName,
+      sans: plan.sans,
+      public_key: plan.publicKey,
+      released_at: profile.requires_approval ? null : now,
+    });
+  } catch (err) {
+    if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'jobs_one_open_per_certificate') {
+      throw new DomainError('renewal_in_progress', 'another job of this certificate is still open', {
+        certificate_id: plan.certificateId,
+      });
+    }
+    throw err;
+  }
+  const audit: AuditEntry[] = [
+    {
+      orgId: who.orgId,
+      actor: who.actor,
+      action: plan.kind === 'issuance' ? 'certificate_requested' : 'renewal_requested',
+      resourceType: 'job',
+      resourceId: job.id,
+      details: {
+        certificate_id: plan.certificateId,
+        profile_id: profile.id,
+        common_name: plan.commonName,
+        sans: plan.sans,
+        status: job.status,
+        requires_approval: profile.requires_approval,
+      },
+    },
+  ];
+  let approval = null;
+  if (profile.requires_approval) {
+    const timeoutMs = profile.approval_timeout_seconds ? profile.approval_timeout_seconds * 1000 : settings.approvalTimeoutMs;
+    const escalateMs = profile.escalation_after_seconds ? profile.escalation_after_seconds * 1000 : settings.escalationAfterMs;
+    approval = await approvals.insertApproval(tx, {
+      orgId: who.orgId,
+      jobId: job.id,
+      certificateId: plan.certificateId,
+      profileId: profile.id,
+      requestedBy: who.actor.id,
+      requesterType: who.actor.type,
+      justification: plan.justification,
+      domains: plan.sans,
+      environment: profile.environment,
+      approvalsRequired: profile.approvals_required,
+      requestedAt: now,
+      expiresAt: new Date(now.getTime() + timeoutMs),
+      escalateAt: escalateMs < timeoutMs ? new Date(now.getTime() + escalateMs) : null,
+    });
+    await addOutbox(tx, who.orgId, 'approval.submitted', { approval_id: approval.id });
+    audit.push({
+      orgId: who.orgId,
+      actor: who.actor,
+      action: 'approval_requested',
+      resourceType: 'approval',
+      resourceId: approval.id,
+      details: {
+        job_id: job.id,
+        state: 'pending',
+        domains: plan.sans,
+        environment: profile.environment,
+        approvals_required: profile.approvals_required,
+        justification: plan.justification,
+        expires_at: approval.expires_at.toISOString(),
+      },
+    });
+  } else {
+    await addOutbox(tx, who.orgId, 'job.released', { job_id: job.id });
+    audit.push({
+      orgId: who.orgId,
+      actor: who.actor,
+      action: 'job_released',
+      resourceType: 'job',
+      resourceId: job.id,
+      details: { status: 'pending', reason: 'profile does not require approval' },
+    });
+  }
+  // Audit last: it takes the org's chain lock, held only until commit.
+  await appendAuditMany(tx, audit, now);
+  return { job, approval };
+}
+
+async function loadProfile(db: Db | Tx, orgId: string, profileId: string) {
+  const profile = await profiles.findProfile(db, orgId, profileId);
+  if (!profile) throw notFound('profile');
+  return profile;
+}
+
+function assertMayRequest(who: Requester): void {
+  if (who.principal && !canRequest(who.principal)) {
+    throw new DomainError('forbidden', `role ${who.principal.role} may not request certificates`);
+  }
+}
+
+export async function requestCertificate(
+  db: Db,
+  settings: WorkflowSettings,
+  who: Requester,
+  input: NewCertificateInput,
+  idem?: Idempotency,
+): Promise<SubmitResult> {
+  assertMayRequest(who);
+  if (!who.principal) throw new DomainError('forbidden', 'new certificates are requested by a principal');
+  const owner = who.principal;
+  const profile = await loadProfile(db, who.orgId, input.profile_id);
+  const commonName = normalizeDnsName(input.common_name);
+  const sansIn = (input.sans ?? []).map(normalizeDnsName);
+  const sans = [...new Set(sansIn.includes(commonName) ? sansIn : [commonName, ...sansIn])];
+  checkNames(profile, sans);
+  const justification = requireJustification(profile, input.justification);
+  const csr = matchCsr(input.csr, commonName, sans);
+
+  return withIdempotency(db, who, idem, async (tx, remember) => {
+    const cert = await certificates.insertCertificate(tx, {
+      orgId: who.orgId,
+      profileId: profile.id,
+      ownerId: owner.id,
+      commonName,
+      sans,
+      publicKey: csr.publicKeySpki,
+    });
+    const { job, approval } = await createJob(
+      tx,
+      who,
+      profile,
+      { certificateId: cert.id, kind: 'issuance', commonName, sans, publicKey: csr.publicKeySpki, justification },
+      settings,
+    );
+    const result: SubmitResult = {
+      certificate: certificateView(cert, null),
+      job: jobView(job),
+      approval: approval ? approvalView(approval, []) : null,
+    };
+    await remember(result);
+    return result;
+  });
+}
+
+export async function renewCertificate(
+  db: Db,
+  settings: WorkflowSettings,
+  who: Requester,
+  certificateId: string,
+  input: RenewInput,
+  idem?: Idempotency,
+): Promise<SubmitResult> {
+  assertMayRequest(who);
+  const cert = await certificates.findCertificate(db, who.orgId, certificateId);
+  if (!cert || (who.principal && readsOnlyOwn(who.principal) && cert.owner_id !== who.principal.id)) {
+    throw notFound('certificate');
+  }
+  const profile = await loadProfile(db, who.orgId, cert.profile_id);
+  const justification = requireJustification(profile, input.justification);
+  let commonName = cert.common_name;
+  let sans = cert.sans;
+  let publicKey = cert.public_key;
+  if (input.csr !== undefined) {
+    // A renewal CSR may change the names (the approver sees the difference); they must still be allowed.
+    const csr = parseCsrOrThrow(input.csr);
+    commonName = csr.commonName ?? csr.dnsNames[0] ?? cert.common_name;
+    sans = [...new Set([commonName, ...csr.dnsNames])];
+    publicKey = csr.publicKeySpki;
+  }
+  checkNames(profile, sans);
+
+  return withIdempotency(db, who, idem, async (tx, remember) => {
+    const { job, approval } = await createJob(
+      tx,
+      who,
+      profile,
+      { certificateId: cert.id, kind: 'renewal', commonName, sans, publicKey, justification },
+      settings,
+    );
+    const current = cert.current_version_id ? await certificates.findVersion(tx, who.orgId, cert.current_version_id) : null;
+    const result: SubmitResult = {
+      certificate: certificateView(cert, current),
+      job: jobView(job),
+      approval: approval ? approvalView(approval, []) : null,
+    };
+    await remember(result);
+    return result;
+  });
+}

@@ -1,0 +1,122 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Db } from '@countersign/db';
+import type { Logger } from '@countersign/observability';
+import type { WorkflowSettings } from '@countersign/workflow';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { authenticator } from './auth.ts';
+import { problemOf, sendProblem, toProblem } from './problem.ts';
+import { adminRoutes } from './routes/admin.routes.ts';
+import { type DecisionObserver, approvalRoutes } from './routes/approvals.routes.ts';
+import { certificateRoutes } from './routes/certificates.routes.ts';
+import { ProblemSchema } from './schemas.ts';
+
+/**
+ * Builds the HTTP API from injected dependencies; main.ts owns the clients.
+ * Tests build it the same way against real PostgreSQL.
+ */
+export interface ApiDeps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly settings: WorkflowSettings;
+  readonly onDecision: DecisionObserver;
+  /** Readiness of the api's dependencies (database, Redis, audit chain). */
+  readonly readiness: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>;
+  readonly observeRequest?: (method: string, route: string, status: number, seconds: number) => void;
+  readonly bodyLimit?: number;
+}
+
+// ajv-formats is CommonJS; its default export arrives wrapped under NodeNext.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+
+function makeAjv(coerce: boolean): Ajv {
+  // Bodies are validated strictly (no coercion, unknown properties rejected,
+  // never silently removed); query strings coerce "50" to 50.
+  const ajv = new Ajv({
+    coerceTypes: coerce ? 'array' : false,
+    useDefaults: true,
+    removeAdditional: false,
+    allErrors: false,
+    strict: false,
+  });
+  addFormats(ajv);
+  return ajv;
+}
+
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit ?? 256 * 1024,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : crypto.randomUUID();
+    },
+    requestIdHeader: false,
+    disableRequestLogging: true,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  const strictAjv = makeAjv(false);
+  const coercingAjv = makeAjv(true);
+  strictAjv.addSchema(ProblemSchema);
+  coercingAjv.addSchema(ProblemSchema);
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema),
+  );
+  app.addSchema(ProblemSchema);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Countersign API',
+        version: '1.0.0',
+        description:
+          'Approval gate for X.509 certificate issuance. Errors are application/problem+json with a stable `code`.',
+      },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Countersign API key' } },
+      },
+      security: [{ apiKey: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.decorateRequest('principal', null);
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', String(req.id));
+  });
+  const authenticate = authenticator(deps.db);
+  app.addHook('preHandler', async (req) => {
+    if (req.url.startsWith('/api/')) await authenticate(req);
+  });
+  // POSTs without a body validate as an empty object, so required fields get a clear message.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && req.method === 'POST') req.body = {};
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.observeRequest?.(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const problem = toProblem(err as FastifyError, req);
+    if (problem.status >= 500) req.log.error({ err, reqId: req.id }, 'request failed');
+    return sendProblem(reply, problem);
+  });
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, problemOf('not_found', `no route ${req.method} ${req.url.split('?')[0]}`, req)));
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const r = await deps.readiness();
+    return reply.code(r.ready ? 200 : 503).send(r);
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  adminRoutes(app, deps.db);
+  certificateRoutes(app, deps.db, deps.settings);
+  approvalRoutes(app, deps.db, deps.onDecision);
+  return app;
+}

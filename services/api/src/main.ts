@@ -1,0 +1,78 @@
+import { verifyAllChains } from '@countersign/db';
+import { metricFactories } from '@countersign/observability';
+import { createWorker } from '@countersign/queues';
+import { closeSharedClients, startService } from '@countersign/runtime';
+import { buildApi } from './app.ts';
+import { intakeHandler } from './intake.handler.ts';
+
+/** Composition root of the api service: HTTP API and the `renewal-requests` intake worker. */
+const rt = await startService('api');
+const { config, log, registry, database } = rt;
+const db = database.db;
+const settings = { approvalTimeoutMs: config.approvalTimeoutMs, escalationAfterMs: config.escalationAfterMs };
+
+const decisions = metricFactories.decisions(registry);
+const pendingAge = metricFactories.pendingAge(registry);
+const httpDuration = metricFactories.httpDuration(registry);
+const chainOk = metricFactories.auditChainOk(registry);
+
+// The audit chain is verified before the api calls itself ready (SPEC §1.6).
+let chain: { ok: boolean; detail?: string } = { ok: config.auditVerifyOnStart === 'off', detail: 'verification pending' };
+const verifyOnStart = async () => {
+  if (config.auditVerifyOnStart === 'off') {
+    chain = { ok: true, detail: 'verification disabled' };
+    return;
+  }
+  const started = Date.now();
+  const report = await verifyAllChains(db, config.auditVerifyOnStart);
+  const bad = report.failures[0];
+  if (bad) {
+    chain = { ok: false, detail: `org ${bad.org_id} record ${bad.first_bad_seq}: ${bad.reason}` };
+    log.error(
+      { org_id: bad.org_id, first_bad_seq: bad.first_bad_seq, reason: bad.reason },
+      `audit chain broken at org ${bad.org_id} record ${bad.first_bad_seq}: ${bad.reason}; refusing readiness`,
+    );
+  } else {
+    chain = { ok: true };
+    log.info({ checked: report.checked, ms: Date.now() - started, mode: config.auditVerifyOnStart }, 'audit chain verified');
+  }
+  chainOk.set(chain.ok ? 1 : 0);
+};
+rt.addReadiness('audit_chain', async () => chain);
+
+const api = await buildApi({
+  db,
+  log,
+  settings,
+  readiness: async () => {
+    const { readiness } = await import('@countersign/observability');
+    return readiness({
+      database: async () => ({ ok: (await database.pool.query('SELECT 1')).rowCount === 1 }),
+      redis: async () => ({ ok: (await rt.redis.ping()) === 'PONG' }),
+      audit_chain: async () => chain,
+    });
+  },
+  onDecision: ({ approval, outcome }) => {
+    if (!outcome) return;
+    decisions.inc({ outcome, profile_id: approval.profile_id });
+    const waited = ((approval.decided_at ?? new Date()).getTime() - approval.requested_at.getTime()) / 1000;
+    pendingAge.observe({ profile_id: approval.profile_id }, waited);
+  },
+  observeRequest: (method, route, status, seconds) => httpDuration.observe({ method, route, status: String(status) }, seconds),
+});
+
+const intake = createWorker('renewal-requests', rt.workerQueues, intakeHandler(db, settings), { concurrency: 8 });
+intake.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'renewal-requests job failed'));
+
+await rt.startOps();
+await api.listen({ host: config.httpHost, port: config.httpPort });
+log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, 'api listening');
+void verifyOnStart().catch((err: unknown) => {
+  chain = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+  log.error({ err }, 'audit chain verification failed to run');
+});
+
+rt.shutdown.add('http', () => api.close());
+rt.shutdown.add('intake worker', () => intake.close());
+closeSharedClients(rt);
+rt.shutdown.installSignalHandlers();

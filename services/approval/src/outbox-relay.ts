@@ -1,0 +1,136 @@
+import { approvals, claimOutbox, type Db, deleteOutbox, type OutboxRow } from '@countersign/db';
+import type { Logger } from '@countersign/observability';
+import { enqueue, jobIds, type TypedQueue } from '@countersign/queues';
+import type { DecisionResult } from '@countersign/workflow';
+
+/**
+ * Drains the transactional outbox into BullMQ. Rows are claimed with SKIP
+ * LOCKED, published, and deleted in one transaction: if Redis refuses, the
+ * transaction rolls back and the rows wait for the next drain; if the relay
+ * dies after publishing but before commit, the rows are published again and
+ * the deterministic job ids (plus idempotent consumers) absorb the repeat.
+ */
+export interface RelayDeps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly issuance: TypedQueue<'issuance'>;
+  readonly notifications: TypedQueue<'notifications'>;
+  readonly batchSize: number;
+  /** COUNTERSIGN_APPROVAL_BYPASS: auto-approve non-production requests. */
+  readonly bypass: ((approvalId: string) => Promise<DecisionResult | null>) | null;
+  readonly onBypassed?: (r: DecisionResult) => void;
+}
+
+export function createRelay(deps: RelayDeps) {
+  const { db, log } = deps;
+
+  async function publish(row: OutboxRow): Promise<void> {
+    switch (row.topic) {
+      case 'job.released': {
+        const { job_id } = row.payload as { job_id: string };
+        await enqueue(deps.issuance, 'issuance', { job_id }, { jobId: jobIds.issuance(job_id) });
+        return;
+      }
+      case 'approval.submitted': {
+        const { approval_id } = row.payload as { approval_id: string };
+        await enqueue(
+          deps.notifications,
+          'notifications',
+          { kind: 'approval_submitted', org_id: row.org_id, approval_id },
+          { jobId: jobIds.notification('approval_submitted', approval_id) },
+        );
+        const approval = await approvals.findApprovalById(db, approval_id);
+        if (approval?.escalate_at && approval.state === 'pending') {
+          await enqueue(
+            deps.notifications,
+            'notifications',
+            { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
+            {
+              jobId: jobIds.notification('approval_escalation', approval_id, 1),
+              delay: Math.max(0, approval.escalate_at.getTime() - Date.now()),
+            },
+          );
+        }
+        return;
+      }
+      case 'approval.decided': {
+        const { approval_id } = row.payload as { approval_id: string };
+        await enqueue(
+          deps.notifications,
+          'notifications',
+          { kind: 'approval_decided', org_id: row.org_id, approval_id },
+          { jobId: jobIds.notification('approval_decided', approval_id) },
+        );
+        return;
+      }
+      case 'certificate.issued': {
+        const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
+        await enqueue(
+          deps.notifications,
+          'notifications',
+          { kind: 'certificate_issued', org_id: row.org_id, job_id, version_id },
+          { jobId: jobIds.notification('certificate_issued', version_id) },
+        );
+        return;
+      }
+      default:
+        log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; dropping');
+    }
+  }
+
+  /** One batch; returns how many rows were published. */
+  async function drainOnce(): Promise<number> {
+    const bypassed: string[] = [];
+    const count = await db.transaction().execute(async (tx) => {
+      const rows = await claimOutbox(tx, deps.batchSize);
+      for (const row of rows) {
+        await publish(row);
+        if (row.topic === 'approval.submitted' && deps.bypass) {
+          bypassed.push((row.payload as { approval_id: string }).approval_id);
+        }
+      }
+      await deleteOutbox(
+        tx,
+        rows.map((r) => r.id),
+      );
+      return rows.length;
+    });
+    // Bypass decisions run after the batch committed, in their own transactions.
+    for (const id of bypassed) {
+      const result = await deps.bypass?.(id);
+      if (result) {
+        log.warn({ approval_id: id }, 'approval bypassed (COUNTERSIGN_APPROVAL_BYPASS)');
+        deps.onBypassed?.(result);
+      }
+    }
+    return count;
+  }
+
+  let draining: Promise<void> | null = null;
+  let again = false;
+
+  /** Drains until empty. Concurrent calls coalesce into one loop plus one more pass. */
+  function drain(): Promise<void> {
+    if (draining) {
+      again = true;
+      return draining;
+    }
+    draining = (async () => {
+      try {
+        do {
+          again = false;
+          while ((await drainOnce()) === deps.batchSize) {
+            // full batch: keep going
+          }
+        } while (again);
+      } catch (err) {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'outbox drain failed; will retry');
+      } finally {
+        draining = null;
+      }
+    })();
+    return draining;
+  }
+
+  return { drain, drainOnce };
+}
