@@ -74,7 +74,14 @@ export async function lockApproval(ex: Executor, orgId: string, id: string) {
 
 export async function insertVote(
   ex: Executor,
-  v: { approvalId: string; orgId: string; voterId: string; voterType: string; requestedBy: string; note: string | null },
+  v: {
+    approvalId: string;
+    orgId: string;
+    voterId: string;
+    voterType: string;
+    requestedBy: string;
+    note: string | null;
+  },
 ) {
   return ex
     .insertInto('approval_votes')
@@ -102,7 +109,13 @@ export async function listVotes(ex: Executor, approvalIds: readonly string[]) {
 
 export async function markDecided(
   ex: Executor,
-  d: { id: string; state: Exclude<ApprovalState, 'pending'>; decidedBy: string; decidedByType: string; note: string | null },
+  d: {
+    id: string;
+    state: Exclude<ApprovalState, 'pending'>;
+    decidedBy: string;
+    decidedByType: string;
+    note: string | null;
+  },
 ): Promise<ApprovalRow | undefined> {
   return ex
     .updateTable('approval_requests')
@@ -140,7 +153,11 @@ export async function listApprovals(ex: Executor, f: ApprovalFilter) {
     const { at, id } = f.after;
     q = q.where(sql<boolean>`(requested_at, id) < (${at}, ${id}::uuid)`);
   }
-  return q.orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(f.limit + 1).execute();
+  return q
+    .orderBy('requested_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(f.limit + 1)
+    .execute();
 }
 
 /**

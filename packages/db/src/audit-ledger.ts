@@ -111,6 +111,10 @@ export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = ne
   return BigInt(seq);
 }
 
-export async function appendAuditMany(ex: Executor, entries: readonly AuditEntry[], at: Date = new Date()): Promise<void> {
+export async function appendAuditMany(
+  ex: Executor,
+  entries: readonly AuditEntry[],
+  at: Date = new Date(),
+): Promise<void> {
   for (const e of entries) await appendAudit(ex, e, at);
 }

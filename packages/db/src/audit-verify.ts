@@ -91,9 +91,18 @@ export async function verifyAuditChain(
   `.execute(ex);
   const head = heads[0];
   if (head && (BigInt(head.seq) !== expectedSeq - 1n || !head.hash.equals(prev))) {
-    return bad(expectedSeq, `chain ends at record ${expectedSeq - 1n} but its head says ${head.seq}: records were removed or added`);
+    return bad(
+      expectedSeq,
+      `chain ends at record ${expectedSeq - 1n} but its head says ${head.seq}: records were removed or added`,
+    );
   }
-  return { ok: true, checked, head: { seq: String(expectedSeq - 1n), hash: prev.toString('hex') }, first_bad_seq: null, reason: null };
+  return {
+    ok: true,
+    checked,
+    head: { seq: String(expectedSeq - 1n), hash: prev.toString('hex') },
+    first_bad_seq: null,
+    reason: null,
+  };
 }
 
 export async function listOrgIds(ex: Executor): Promise<string[]> {

@@ -36,7 +36,11 @@ export async function listCertificates(
     const { at, id } = q.after;
     query = query.where(sql<boolean>`(created_at, id) < (${at}, ${id}::uuid)`);
   }
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit + 1).execute();
+  return query
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(q.limit + 1)
+    .execute();
 }
 
 export async function insertVersion(

@@ -19,7 +19,12 @@ export function decodeCursor(cursor: string | undefined): KeysetPosition | null 
   if (cursor === undefined || cursor === '') return null;
   try {
     const parsed: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === 'string' && typeof parsed[1] === 'string') {
+    if (
+      Array.isArray(parsed) &&
+      parsed.length === 2 &&
+      typeof parsed[0] === 'string' &&
+      typeof parsed[1] === 'string'
+    ) {
       const at = new Date(parsed[0]);
       if (!Number.isNaN(at.getTime()) && UUID.test(parsed[1])) return { at, id: parsed[1] };
     }

@@ -36,7 +36,13 @@ export async function findPrincipals(ex: Executor, orgId: string, ids: readonly 
 }
 
 export async function listPrincipals(ex: Executor, orgId: string) {
-  return ex.selectFrom('principals').selectAll().where('org_id', '=', orgId).orderBy('created_at').orderBy('id').execute();
+  return ex
+    .selectFrom('principals')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .orderBy('created_at')
+    .orderBy('id')
+    .execute();
 }
 
 export async function findOrgAdmins(ex: Executor, orgId: string) {
@@ -51,7 +57,14 @@ export async function findOrgAdmins(ex: Executor, orgId: string) {
 
 export async function insertApiKey(
   ex: Executor,
-  k: { id: string; orgId: string; principalId: string; name: string | null; secretHash: Buffer; expiresAt: Date | null },
+  k: {
+    id: string;
+    orgId: string;
+    principalId: string;
+    name: string | null;
+    secretHash: Buffer;
+    expiresAt: Date | null;
+  },
 ) {
   return ex
     .insertInto('api_keys')

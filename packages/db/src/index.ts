@@ -10,7 +10,7 @@ export * as identity from './identity.repository.ts';
 export * as jobs from './job.repository.ts';
 export * from './migrate.ts';
 export * from './outbox.ts';
-export * as profiles from './profile.repository.ts';
 export type { ProfileFields, ProfileWithApprovers } from './profile.repository.ts';
+export * as profiles from './profile.repository.ts';
 export * from './provision.ts';
 export type * from './schema.ts';

@@ -11,7 +11,16 @@ export async function findJob(ex: Executor, orgId: string, id: string) {
   return ex.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
 }
 
-export async function listJobs(ex: Executor, q: { orgId: string; certificateId?: string; requestedBy?: string; limit: number; before?: { at: Date; id: string } | null }) {
+export async function listJobs(
+  ex: Executor,
+  q: {
+    orgId: string;
+    certificateId?: string;
+    requestedBy?: string;
+    limit: number;
+    before?: { at: Date; id: string } | null;
+  },
+) {
   let query = ex.selectFrom('jobs').selectAll().where('org_id', '=', q.orgId);
   if (q.certificateId) query = query.where('certificate_id', '=', q.certificateId);
   if (q.requestedBy) query = query.where('requested_by', '=', q.requestedBy);
@@ -19,7 +28,11 @@ export async function listJobs(ex: Executor, q: { orgId: string; certificateId?:
     const { at, id } = q.before;
     query = query.where(sql<boolean>`(created_at, id) < (${at}, ${id}::uuid)`);
   }
-  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(q.limit + 1).execute();
+  return query
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(q.limit + 1)
+    .execute();
 }
 
 /** Row-locks the job for the issuer: no other worker can sign it until this transaction ends. */

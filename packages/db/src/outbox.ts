@@ -32,7 +32,10 @@ export async function addOutbox<T extends OutboxTopic>(
   topic: T,
   payload: OutboxEvents[T],
 ): Promise<void> {
-  await ex.insertInto('outbox').values({ org_id: orgId, topic, payload: JSON.stringify(payload) }).execute();
+  await ex
+    .insertInto('outbox')
+    .values({ org_id: orgId, topic, payload: JSON.stringify(payload) })
+    .execute();
 }
 
 /**

@@ -58,7 +58,12 @@ async function replaceApprovers(ex: Executor, orgId: string, profileId: string, 
 }
 
 export async function findProfile(ex: Executor, orgId: string, id: string): Promise<ProfileWithApprovers | undefined> {
-  const row = await ex.selectFrom('profiles').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
+  const row = await ex
+    .selectFrom('profiles')
+    .selectAll()
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .executeTakeFirst();
   if (!row) return undefined;
   return { ...row, approvers: await profileApprovers(ex, id) };
 }

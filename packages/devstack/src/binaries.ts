@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { access, readdir, readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import { type DevstackLog, normalizeLog, type NormalizedLog } from './log.ts';
+import { type DevstackLog, type NormalizedLog, normalizeLog } from './log.ts';
 
 const execFileAsync = promisify(execFile);
 

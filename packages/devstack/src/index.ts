@@ -8,4 +8,10 @@ export { freePort, isPortOpen } from './free-port.ts';
 export type { DevstackLog } from './log.ts';
 export { type PostgresServer, type StartPostgresOptions, startPostgres } from './postgres.ts';
 export { pingRedis, type RedisServer, type StartRedisOptions, startRedis } from './redis.ts';
-export { type SinkIndexEntry, type SinkMessage, type SmtpSink, type SmtpSinkOptions, startSmtpSink } from './smtp-sink.ts';
+export {
+  type SinkIndexEntry,
+  type SinkMessage,
+  type SmtpSink,
+  type SmtpSinkOptions,
+  startSmtpSink,
+} from './smtp-sink.ts';

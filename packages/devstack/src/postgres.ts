@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { findPostgresBinaries, type PostgresBinaries, postgresRunAs } from './binaries.ts';
 import { freePort } from './free-port.ts';
-import { type DevstackLog, normalizeLog, type NormalizedLog } from './log.ts';
+import { type DevstackLog, type NormalizedLog, normalizeLog } from './log.ts';
 import { isAlive, sleep, trackChild, untrackChild, waitForPidExit } from './processes.ts';
 
 const execFileAsync = promisify(execFile);
@@ -66,7 +66,9 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   const log = normalizeLog(options.log);
   const bins = await findPostgresBinaries();
   if (bins === null) {
-    throw new Error('PostgreSQL 15+ binaries not found; call ensureLocalBinaries() or run: apt-get install -y postgresql');
+    throw new Error(
+      'PostgreSQL 15+ binaries not found; call ensureLocalBinaries() or run: apt-get install -y postgresql',
+    );
   }
   const runAs = await postgresRunAs();
   const dataDir = resolve(options.dataDir);
@@ -79,10 +81,18 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
   const running = await readRunningPostmaster(dataDir);
   if (running !== null) {
     if (options.port && options.port !== running.port) {
-      log.warn(`postgres: ${dataDir} is already running on port ${running.port}; ignoring requested port ${options.port}`);
+      log.warn(
+        `postgres: ${dataDir} is already running on port ${running.port}; ignoring requested port ${options.port}`,
+      );
     }
     log.info(`postgres: reusing running cluster ${dataDir} (pid ${running.pid}, port ${running.port})`);
-    await waitUntilReady(bins, running.port, timeoutMs, () => (isAlive(running.pid) ? null : 'postmaster exited'), logFile);
+    await waitUntilReady(
+      bins,
+      running.port,
+      timeoutMs,
+      () => (isAlive(running.pid) ? null : 'postmaster exited'),
+      logFile,
+    );
     return {
       ...paths,
       url: pgUrl(running.port),
@@ -109,7 +119,9 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
     const port = options.port || (await freePort());
     const socketPath = join(socketDir, `.s.PGSQL.${port}`);
     if (socketPath.length > MAX_SOCKET_PATH) {
-      throw new Error(`postgres: unix socket path ${socketPath} is too long (max ${MAX_SOCKET_PATH}); use a shorter dataDir`);
+      throw new Error(
+        `postgres: unix socket path ${socketPath} is too long (max ${MAX_SOCKET_PATH}); use a shorter dataDir`,
+      );
     }
     const started = Date.now();
     const child = spawnPostmaster(bins, dataDir, socketDir, logFile, port, options, runAs);
@@ -334,21 +346,38 @@ async function waitUntilReady(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const failed = failure();
-    if (failed !== null) throw new Error(`postgres: ${failed} before accepting connections; ${logFile}:\n${await tail(logFile)}`);
+    if (failed !== null)
+      throw new Error(`postgres: ${failed} before accepting connections; ${logFile}:\n${await tail(logFile)}`);
     try {
       // Exit 0 means "accepting connections"; 1 (starting up) and 2 (no response) mean retry.
       // libpq's minimum connect timeout is 2 s, so if something else holds the port and never
       // answers, racing against the postmaster's exit reports the failure without that delay.
-      const ready = execFileAsync(bins.pgIsready, ['-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-t', '2']);
+      const ready = execFileAsync(bins.pgIsready, [
+        '-q',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-U',
+        'postgres',
+        '-d',
+        'postgres',
+        '-t',
+        '2',
+      ]);
       if (exited === undefined) await ready;
-      else if ((await Promise.race([ready.then(() => 'ready' as const), exited.then(() => 'exited' as const)])) === 'exited') {
+      else if (
+        (await Promise.race([ready.then(() => 'ready' as const), exited.then(() => 'exited' as const)])) === 'exited'
+      ) {
         ready.catch(() => {});
         continue;
       }
       return;
     } catch {
       if (Date.now() > deadline) {
-        throw new Error(`postgres: not accepting connections on port ${port} after ${timeoutMs} ms; ${logFile}:\n${await tail(logFile)}`);
+        throw new Error(
+          `postgres: not accepting connections on port ${port} after ${timeoutMs} ms; ${logFile}:\n${await tail(logFile)}`,
+        );
       }
       await sleep(50);
     }

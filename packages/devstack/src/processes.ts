@@ -50,7 +50,8 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Unref'd so a timeout raced against a child's exit never keeps the process alive afterwards. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** Polls until `pid` is gone; used for processes that are not our children (no 'exit' event). */
 export async function waitForPidExit(pid: number, timeoutMs: number): Promise<boolean> {

@@ -41,7 +41,8 @@ const STOP_TIMEOUT_MS = 15_000;
 export async function startRedis(options: StartRedisOptions): Promise<RedisServer> {
   const log = normalizeLog(options.log);
   const bins = await findRedisBinaries();
-  if (bins === null) throw new Error('redis-server not found; call ensureLocalBinaries() or run: apt-get install -y redis-server');
+  if (bins === null)
+    throw new Error('redis-server not found; call ensureLocalBinaries() or run: apt-get install -y redis-server');
   const dir = resolve(options.dir);
   await mkdir(dir, { recursive: true });
   const logFile = join(dir, 'redis.log');

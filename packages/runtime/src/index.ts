@@ -61,7 +61,8 @@ export async function startService(name: ServiceName, env: NodeJS.ProcessEnv = p
   });
   const redis = createRedis(config.redisUrl, 'producer');
   const workerRedis = createRedis(config.redisUrl, 'worker');
-  for (const r of [redis, workerRedis]) r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  for (const r of [redis, workerRedis])
+    r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   const shutdown = createShutdown(log, config.shutdownTimeoutMs);
 
   try {

@@ -28,9 +28,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     await admin.end();
   }
   const appUrl = databaseUrl(infra.superuserUrl, APP_ROLE, infra.appPassword, name);
-  const superuserUrl = databaseUrl(infra.superuserUrl, new URL(infra.superuserUrl).username || 'postgres', decodeURIComponent(new URL(infra.superuserUrl).password), name);
+  const superuserUrl = databaseUrl(
+    infra.superuserUrl,
+    new URL(infra.superuserUrl).username || 'postgres',
+    decodeURIComponent(new URL(infra.superuserUrl).password),
+    name,
+  );
   const handle = createDatabase({ url: appUrl, poolSize: 20, applicationName: 'countersign-test' });
   const su = new pg.Pool({ connectionString: superuserUrl, max: 2 });
+  // DROP DATABASE ... WITH (FORCE) terminates whatever is still connected; that is expected.
+  su.on('error', () => {});
   return {
     name,
     appUrl,

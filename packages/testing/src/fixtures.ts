@@ -1,5 +1,5 @@
 import { generateKeyAndCsr } from '@countersign/ca';
-import { type Db, type ProfileFields, type ProfileWithApprovers } from '@countersign/db';
+import type { Db, ProfileFields, ProfileWithApprovers } from '@countersign/db';
 import type { Principal, Role } from '@countersign/domain';
 import { bootstrapOrg, createApiKey, createPrincipal, saveProfile } from '@countersign/workflow';
 

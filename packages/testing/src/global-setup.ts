@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { migrateToLatest, OWNER_ROLE, databaseUrl, ensureRoles } from '@countersign/db';
+import { databaseUrl, ensureRoles, migrateToLatest, OWNER_ROLE } from '@countersign/db';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { resolveTestInfra } from './infra.ts';

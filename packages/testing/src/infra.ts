@@ -49,7 +49,8 @@ export async function resolveTestInfra(options: { log?: DevstackLog } = {}): Pro
   if (forced !== 'local') {
     const runtime = await probeContainerRuntime(log);
     if (runtime) return startContainers(log);
-    if (forced === 'testcontainers') throw new Error('COUNTERSIGN_TEST_INFRA=testcontainers but no container runtime answers');
+    if (forced === 'testcontainers')
+      throw new Error('COUNTERSIGN_TEST_INFRA=testcontainers but no container runtime answers');
   }
   return startLocal(options.log, log);
 }
@@ -66,12 +67,17 @@ async function probeContainerRuntime(log: LogFn): Promise<boolean> {
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${RUNTIME_PROBE_TIMEOUT_MS} ms`)), RUNTIME_PROBE_TIMEOUT_MS);
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${RUNTIME_PROBE_TIMEOUT_MS} ms`)),
+        RUNTIME_PROBE_TIMEOUT_MS,
+      );
     });
     await Promise.race([getContainerRuntimeClient(), timeout]);
     return true;
   } catch (err) {
-    log(`test infra: no container runtime (${(err as Error).message}; ${Date.now() - started} ms), using local binaries`);
+    log(
+      `test infra: no container runtime (${(err as Error).message}; ${Date.now() - started} ms), using local binaries`,
+    );
     return false;
   } finally {
     clearTimeout(timer);

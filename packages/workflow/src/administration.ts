@@ -2,13 +2,22 @@ import {
   appendAudit,
   type Db,
   identity,
-  pgCode,
   type ProfileFields,
   type ProfileWithApprovers,
+  pgCode,
   profiles,
   UNIQUE_VIOLATION,
 } from '@countersign/db';
-import { type Actor, actorOf, DomainError, notFound, type Principal, type PrincipalKind, type Role, SYSTEM_ACTORS } from '@countersign/domain';
+import {
+  type Actor,
+  actorOf,
+  DomainError,
+  notFound,
+  type Principal,
+  type PrincipalKind,
+  type Role,
+  SYSTEM_ACTORS,
+} from '@countersign/domain';
 import { generateApiKey } from './api-keys.ts';
 
 /** Org configuration: principals, keys and profiles, each change audited in its transaction. */

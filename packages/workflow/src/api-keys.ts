@@ -35,7 +35,8 @@ export interface Authenticated extends Principal {
   readonly keyId: string;
 }
 
-const unauthenticated = () => new DomainError('unauthenticated', 'a valid API key is required (Authorization: Bearer <key>)');
+const unauthenticated = () =>
+  new DomainError('unauthenticated', 'a valid API key is required (Authorization: Bearer <key>)');
 
 /** Resolves a bearer token to its principal; every failure looks the same to the caller. */
 export async function authenticateApiKey(db: Db, token: string, now: Date = new Date()): Promise<Authenticated> {

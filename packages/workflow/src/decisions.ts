@@ -203,7 +203,15 @@ export async function bypass(db: Db, approvalId: string): Promise<DecisionResult
     if (!found) return null;
     const a = await approvals.lockApproval(tx, found.org_id, approvalId);
     if (!a || a.state !== 'pending' || a.environment === 'production') return null;
-    const decided = await finish(tx, a, 'approved', SYSTEM_ACTORS.bypass, 'approval bypassed (COUNTERSIGN_APPROVAL_BYPASS)', [], 'approval_bypassed');
+    const decided = await finish(
+      tx,
+      a,
+      'approved',
+      SYSTEM_ACTORS.bypass,
+      'approval bypassed (COUNTERSIGN_APPROVAL_BYPASS)',
+      [],
+      'approval_bypassed',
+    );
     return { approval: decided, votes: [], outcome: 'bypassed' };
   });
 }

@@ -10,15 +10,22 @@ import {
   type Db,
   idempotency,
   jobs,
+  type ProfileWithApprovers,
   pgCode,
   pgConstraint,
   profiles,
-  type ProfileWithApprovers,
   type Tx,
   UNIQUE_VIOLATION,
 } from '@countersign/db';
 import { type Actor, canRequest, DomainError, notFound, type Principal, readsOnlyOwn } from '@countersign/domain';
-import { type ApprovalView, approvalView, type CertificateView, certificateView, type JobView, jobView } from './views.ts';
+import {
+  type ApprovalView,
+  approvalView,
+  type CertificateView,
+  certificateView,
+  type JobView,
+  jobView,
+} from './views.ts';
 
 /**
  * Submitting a certificate request or a renewal: the one use case behind
@@ -67,9 +74,7 @@ export interface Idempotency {
 export const requesterOf = (p: Principal, actor: Actor): Requester => ({ orgId: p.orgId, actor, principal: p });
 
 function requestHash(fingerprint: unknown): string {
-  return createHash('sha256')
-    .update(canonicalJson(fingerprint))
-    .digest('hex');
+  return createHash('sha256').update(canonicalJson(fingerprint)).digest('hex');
 }
 
 /** Runs `work` at most once per (principal, key), replaying the first answer afterwards. */
@@ -166,7 +171,10 @@ function matchCsr(csrPem: string, commonName: string, sans: readonly string[]) {
 function requireJustification(profile: ProfileWithApprovers, justification: string | undefined): string {
   const j = justification?.trim() ?? '';
   if (profile.requires_approval && j === '') {
-    throw new DomainError('validation_failed', `profile ${profile.name} requires approval: a justification is required`);
+    throw new DomainError(
+      'validation_failed',
+      `profile ${profile.name} requires approval: a justification is required`,
+    );
   }
   return j === '' ? '(none)' : j;
 }
@@ -181,7 +189,13 @@ interface JobPlan {
 }
 
 /** Writes job, approval (when gated), outbox and audit for a certificate already inserted or locked. */
-async function createJob(tx: Tx, who: Requester, profile: ProfileWithApprovers, plan: JobPlan, settings: WorkflowSettings) {
+async function createJob(
+  tx: Tx,
+  who: Requester,
+  profile: ProfileWithApprovers,
+  plan: JobPlan,
+  settings: WorkflowSettings,
+) {
   const now = new Date();
   let job: Awaited<ReturnType<typeof jobs.insertJob>>;
   try {
@@ -226,8 +240,12 @@ async function createJob(tx: Tx, who: Requester, profile: ProfileWithApprovers, 
   ];
   let approval = null;
   if (profile.requires_approval) {
-    const timeoutMs = profile.approval_timeout_seconds ? profile.approval_timeout_seconds * 1000 : settings.approvalTimeoutMs;
-    const escalateMs = profile.escalation_after_seconds ? profile.escalation_after_seconds * 1000 : settings.escalationAfterMs;
+    const timeoutMs = profile.approval_timeout_seconds
+      ? profile.approval_timeout_seconds * 1000
+      : settings.approvalTimeoutMs;
+    const escalateMs = profile.escalation_after_seconds
+      ? profile.escalation_after_seconds * 1000
+      : settings.escalationAfterMs;
     approval = await approvals.insertApproval(tx, {
       orgId: who.orgId,
       jobId: job.id,
@@ -367,7 +385,9 @@ export async function renewCertificate(
       { certificateId: cert.id, kind: 'renewal', commonName, sans, publicKey, justification },
       settings,
     );
-    const current = cert.current_version_id ? await certificates.findVersion(tx, who.orgId, cert.current_version_id) : null;
+    const current = cert.current_version_id
+      ? await certificates.findVersion(tx, who.orgId, cert.current_version_id)
+      : null;
     const result: SubmitResult = {
       certificate: certificateView(cert, current),
       job: jobView(job),

@@ -1,4 +1,11 @@
-import type { ApprovalRow, CertificateRow, CertificateVersionRow, JobRow, ProfileWithApprovers, VoteRow } from '@countersign/db';
+import type {
+  ApprovalRow,
+  CertificateRow,
+  CertificateVersionRow,
+  JobRow,
+  ProfileWithApprovers,
+  VoteRow,
+} from '@countersign/db';
 import { formatDuration } from '@countersign/domain';
 
 /**
@@ -101,7 +108,10 @@ export const versionView = (v: CertificateVersionRow): VersionView => ({
   created_at: v.created_at.toISOString(),
 });
 
-export const certificateView = (c: CertificateRow, current: CertificateVersionRow | null | undefined): CertificateView => ({
+export const certificateView = (
+  c: CertificateRow,
+  current: CertificateVersionRow | null | undefined,
+): CertificateView => ({
   id: c.id,
   profile_id: c.profile_id,
   owner_id: c.owner_id,

@@ -1,15 +1,15 @@
-import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { Db } from '@countersign/db';
 import type { Logger } from '@countersign/observability';
 import type { WorkflowSettings } from '@countersign/workflow';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { authenticator } from './auth.ts';
 import { problemOf, sendProblem, toProblem } from './problem.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
-import { type DecisionObserver, approvalRoutes } from './routes/approvals.routes.ts';
+import { approvalRoutes, type DecisionObserver } from './routes/approvals.routes.ts';
 import { certificateRoutes } from './routes/certificates.routes.ts';
 import { ProblemSchema } from './schemas.ts';
 
@@ -81,7 +81,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       },
       security: [{ apiKey: [] }],
     },
-    refResolver: { buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    refResolver: {
+      buildLocalReference: (json, _base, _frag, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -106,7 +108,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (problem.status >= 500) req.log.error({ err, reqId: req.id }, 'request failed');
     return sendProblem(reply, problem);
   });
-  app.setNotFoundHandler((req, reply) => sendProblem(reply, problemOf('not_found', `no route ${req.method} ${req.url.split('?')[0]}`, req)));
+  app.setNotFoundHandler((req, reply) =>
+    sendProblem(reply, problemOf('not_found', `no route ${req.method} ${req.url.split('?')[0]}`, req)),
+  );
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {

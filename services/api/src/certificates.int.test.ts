@@ -64,7 +64,11 @@ describe('POST /api/v1/certificates', () => {
 
   it.each([
     ['garbage', () => 'not a csr at all', /invalid CSR/],
-    ['a certificate instead of a CSR', () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', /invalid CSR/],
+    [
+      'a certificate instead of a CSR',
+      () => '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+      /invalid CSR/,
+    ],
   ])('rejects %s with a clear 400 and writes nothing', async (_name, csr, message) => {
     const before = await counts();
     const r = await request(h.org.requester.key, {
@@ -151,7 +155,10 @@ describe('POST /api/v1/certificates', () => {
     const { csrPem } = await csrFor('idem.example.test');
     const body = { profile_id: h.org.gated.id, common_name: 'idem.example.test', csr: csrPem, justification: 'idem' };
     const headers = { 'idempotency-key': 'key-1' };
-    const [a, b] = await Promise.all([request(h.org.requester.key, body, headers), request(h.org.requester.key, body, headers)]);
+    const [a, b] = await Promise.all([
+      request(h.org.requester.key, body, headers),
+      request(h.org.requester.key, body, headers),
+    ]);
     expect(a.status).toBe(202);
     expect(b.status).toBe(202);
     expect(b.body.job.id).toBe(a.body.job.id);
@@ -179,7 +186,11 @@ describe('renewals', () => {
     });
     const certId = first.body.certificate.id;
     // The first job is still open (pending, not yet issued): a renewal must wait.
-    const blocked = await h.call(h.org.requester.key, { method: 'POST', url: `/api/v1/certificates/${certId}/renew`, payload: {} });
+    const blocked = await h.call(h.org.requester.key, {
+      method: 'POST',
+      url: `/api/v1/certificates/${certId}/renew`,
+      payload: {},
+    });
     expect(blocked.status).toBe(409);
     expect(blocked.body.code).toBe('renewal_in_progress');
     await h.tdb.superuser(`UPDATE jobs SET status = 'completed' WHERE certificate_id = $1`, [certId]);

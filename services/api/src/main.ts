@@ -17,7 +17,10 @@ const httpDuration = metricFactories.httpDuration(registry);
 const chainOk = metricFactories.auditChainOk(registry);
 
 // The audit chain is verified before the api calls itself ready (SPEC §1.6).
-let chain: { ok: boolean; detail?: string } = { ok: config.auditVerifyOnStart === 'off', detail: 'verification pending' };
+let chain: { ok: boolean; detail?: string } = {
+  ok: config.auditVerifyOnStart === 'off',
+  detail: 'verification pending',
+};
 const verifyOnStart = async () => {
   if (config.auditVerifyOnStart === 'off') {
     chain = { ok: true, detail: 'verification disabled' };
@@ -34,7 +37,10 @@ const verifyOnStart = async () => {
     );
   } else {
     chain = { ok: true };
-    log.info({ checked: report.checked, ms: Date.now() - started, mode: config.auditVerifyOnStart }, 'audit chain verified');
+    log.info(
+      { checked: report.checked, ms: Date.now() - started, mode: config.auditVerifyOnStart },
+      'audit chain verified',
+    );
   }
   chainOk.set(chain.ok ? 1 : 0);
 };
@@ -58,7 +64,8 @@ const api = await buildApi({
     const waited = ((approval.decided_at ?? new Date()).getTime() - approval.requested_at.getTime()) / 1000;
     pendingAge.observe({ profile_id: approval.profile_id }, waited);
   },
-  observeRequest: (method, route, status, seconds) => httpDuration.observe({ method, route, status: String(status) }, seconds),
+  observeRequest: (method, route, status, seconds) =>
+    httpDuration.observe({ method, route, status: String(status) }, seconds),
 });
 
 const intake = createWorker('renewal-requests', rt.workerQueues, intakeHandler(db, settings), { concurrency: 8 });

@@ -56,7 +56,10 @@ export function toProblem(err: FastifyError | Error, req: FastifyRequest): Probl
     const errors = fe.validation.map((v) => ({
       path: `${fe.validationContext ?? 'body'}${v.instancePath || ''}`,
       message:
-        v.keyword === 'additionalProperties' && typeof v.params === 'object' && v.params !== null && 'additionalProperty' in v.params
+        v.keyword === 'additionalProperties' &&
+        typeof v.params === 'object' &&
+        v.params !== null &&
+        'additionalProperty' in v.params
           ? `unknown property "${String(v.params.additionalProperty)}"`
           : (v.message ?? 'is invalid'),
     }));

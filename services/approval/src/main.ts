@@ -39,7 +39,10 @@ const relay = createRelay({
 let listener: pg.Client | null = null;
 let stopping = false;
 async function listen(): Promise<void> {
-  const client = new pg.Client({ connectionString: config.databaseUrl, application_name: 'countersign-approval-listen' });
+  const client = new pg.Client({
+    connectionString: config.databaseUrl,
+    application_name: 'countersign-approval-listen',
+  });
   client.on('notification', () => void relay.drain());
   client.on('error', (err) => {
     log.warn({ err: err.message }, 'outbox listener lost its connection; reconnecting');

@@ -79,7 +79,13 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
           status: 'completed',
         },
       });
-      return { status: 'issued', versionId: version.id, profileId: profile.id, issuer: connector.id, releasedAt: job.released_at };
+      return {
+        status: 'issued',
+        versionId: version.id,
+        profileId: profile.id,
+        issuer: connector.id,
+        releasedAt: job.released_at,
+      };
     });
 }
 

@@ -45,7 +45,10 @@ worker.on('failed', (job, err) => {
   log.warn({ jobId: job?.id, err: err.message, attempts: job?.attemptsMade }, 'issuance attempt failed');
   if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
     const jobId = (job.data as { job_id?: string }).job_id;
-    if (jobId) void recordIssuanceFailure(db, jobId, err.message).catch((e: unknown) => log.error({ err: e }, 'could not record failure'));
+    if (jobId)
+      void recordIssuanceFailure(db, jobId, err.message).catch((e: unknown) =>
+        log.error({ err: e }, 'could not record failure'),
+      );
   }
 });
 worker.on('error', (err) => log.warn({ err: err.message }, 'issuer worker error'));

@@ -1,8 +1,7 @@
 import { type Db, identity, type ProfileFields, profiles } from '@countersign/db';
-import { parseDuration, requireRole, ROLES, DomainError, notFound } from '@countersign/domain';
-import { Type, type Static } from '@sinclair/typebox';
-import { actorOf } from '@countersign/domain';
+import { actorOf, DomainError, notFound, parseDuration, ROLES, requireRole } from '@countersign/domain';
 import { createApiKey, createPrincipal, profileView, revokeApiKey, saveProfile } from '@countersign/workflow';
+import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { who } from '../auth.ts';
 import {
@@ -80,7 +79,14 @@ const principalView = (p: {
 export function adminRoutes(app: FastifyInstance, db: Db): void {
   app.post(
     '/api/v1/profiles',
-    { schema: { tags: ['profiles'], summary: 'Create a trust profile', body: ProfileBody, response: { 201: ProfileSchema, ...errorResponses } } },
+    {
+      schema: {
+        tags: ['profiles'],
+        summary: 'Create a trust profile',
+        body: ProfileBody,
+        response: { 201: ProfileSchema, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const p = who(req);
       requireRole(p, ['admin'], 'manage profiles');
@@ -114,7 +120,14 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
 
   app.get(
     '/api/v1/profiles/:id',
-    { schema: { tags: ['profiles'], summary: 'Get a trust profile', params: IdParams, response: { 200: ProfileSchema, ...errorResponses } } },
+    {
+      schema: {
+        tags: ['profiles'],
+        summary: 'Get a trust profile',
+        params: IdParams,
+        response: { 200: ProfileSchema, ...errorResponses },
+      },
+    },
     async (req) => {
       const p = who(req);
       const profile = await profiles.findProfile(db, p.orgId, (req.params as { id: string }).id);
@@ -138,7 +151,13 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
       const p = who(req);
       requireRole(p, ['admin'], 'manage profiles');
       const body = req.body as ProfileBody;
-      const saved = await saveProfile(db, p, (req.params as { id: string }).id, profileFields(body), body.approvers ?? []);
+      const saved = await saveProfile(
+        db,
+        p,
+        (req.params as { id: string }).id,
+        profileFields(body),
+        body.approvers ?? [],
+      );
       return profileView(saved);
     },
   );
@@ -156,7 +175,12 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
   app.post(
     '/api/v1/principals',
     {
-      schema: { tags: ['principals'], summary: 'Create a principal', body: PrincipalBody, response: { 201: PrincipalSchema, ...errorResponses } },
+      schema: {
+        tags: ['principals'],
+        summary: 'Create a principal',
+        body: PrincipalBody,
+        response: { 201: PrincipalSchema, ...errorResponses },
+      },
     },
     async (req, reply) => {
       const p = who(req);
@@ -192,7 +216,13 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
 
   app.get(
     '/api/v1/me',
-    { schema: { tags: ['principals'], summary: 'The calling principal', response: { 200: PrincipalSchema, ...errorResponses } } },
+    {
+      schema: {
+        tags: ['principals'],
+        summary: 'The calling principal',
+        response: { 200: PrincipalSchema, ...errorResponses },
+      },
+    },
     async (req) => {
       const p = who(req);
       const row = await identity.findPrincipal(db, p.orgId, p.id);
@@ -233,7 +263,8 @@ export function adminRoutes(app: FastifyInstance, db: Db): void {
       requireRole(p, ['admin'], 'manage API keys');
       const body = (req.body ?? {}) as Static<typeof KeyBody>;
       const expiresAt = body.expires_at ? new Date(body.expires_at) : null;
-      if (expiresAt && expiresAt <= new Date()) throw new DomainError('validation_failed', 'expires_at must be in the future');
+      if (expiresAt && expiresAt <= new Date())
+        throw new DomainError('validation_failed', 'expires_at must be in the future');
       const key = await createApiKey(db, actorOf(p), p.orgId, (req.params as { id: string }).id, {
         name: body.name ?? null,
         expiresAt,

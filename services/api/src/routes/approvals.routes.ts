@@ -1,7 +1,14 @@
 import { approvals, type Db, decodeCursor, pageOf } from '@countersign/db';
 import { APPROVAL_STATES, type ApprovalState, notFound, readsOnlyOwn } from '@countersign/domain';
+import {
+  type Authenticated,
+  approvalView,
+  approve,
+  type DecisionResult,
+  reject,
+  voidRequest,
+} from '@countersign/workflow';
 import { type Static, type TObject, Type } from '@sinclair/typebox';
-import { type Authenticated, approvalView, approve, type DecisionResult, reject, voidRequest } from '@countersign/workflow';
 import type { FastifyInstance } from 'fastify';
 import { who } from '../auth.ts';
 import { ApprovalSchema, errorResponses, IdParams, Note, PageQuery, pageOfSchema, Strict, Uuid } from '../schemas.ts';
@@ -52,7 +59,12 @@ export function approvalRoutes(app: FastifyInstance, db: Db, onDecision: Decisio
         db,
         page.map((r) => r.id),
       );
-      return pageOf(rows, limit, (r) => ({ at: r.requested_at, id: r.id }), (r) => approvalView(r, votes));
+      return pageOf(
+        rows,
+        limit,
+        (r) => ({ at: r.requested_at, id: r.id }),
+        (r) => approvalView(r, votes),
+      );
     },
   );
 
@@ -83,7 +95,13 @@ export function approvalRoutes(app: FastifyInstance, db: Db, onDecision: Decisio
     app.post(
       path,
       {
-        schema: { tags: ['approvals'], summary, params: IdParams, body, response: { 200: ApprovalSchema, ...errorResponses } },
+        schema: {
+          tags: ['approvals'],
+          summary,
+          params: IdParams,
+          body,
+          response: { 200: ApprovalSchema, ...errorResponses },
+        },
         config: { rateLimited: 'decide' },
       },
       async (req) => {

@@ -1,6 +1,5 @@
 import { certificates, type Db, decodeCursor, jobs, pageOf } from '@countersign/db';
-import { DomainError, notFound, readsOnlyOwn } from '@countersign/domain';
-import { type Static, Type } from '@sinclair/typebox';
+import { actorOf, DomainError, notFound, readsOnlyOwn } from '@countersign/domain';
 import {
   certificateView,
   jobView,
@@ -10,7 +9,7 @@ import {
   versionView,
   type WorkflowSettings,
 } from '@countersign/workflow';
-import { actorOf } from '@countersign/domain';
+import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { who } from '../auth.ts';
 import {
@@ -70,7 +69,13 @@ export function certificateRoutes(app: FastifyInstance, db: Db, settings: Workfl
     async (req, reply) => {
       const p = who(req);
       const body = req.body as Static<typeof RequestBody>;
-      const result = await requestCertificate(db, settings, requesterOf(p, actorOf(p)), body, idempotencyOf(req, 'request', body));
+      const result = await requestCertificate(
+        db,
+        settings,
+        requesterOf(p, actorOf(p)),
+        body,
+        idempotencyOf(req, 'request', body),
+      );
       return reply.code(202).send(result);
     },
   );
@@ -133,7 +138,11 @@ export function certificateRoutes(app: FastifyInstance, db: Db, settings: Workfl
         rows,
         limit,
         (r) => ({ at: r.created_at, id: r.id }),
-        (r) => certificateView(r, versions.find((v) => v.id === r.current_version_id)),
+        (r) =>
+          certificateView(
+            r,
+            versions.find((v) => v.id === r.current_version_id),
+          ),
       );
     },
   );
@@ -215,7 +224,14 @@ export function certificateRoutes(app: FastifyInstance, db: Db, settings: Workfl
 
   app.get(
     '/api/v1/jobs/:id',
-    { schema: { tags: ['jobs'], summary: 'Get a job', params: IdParams, response: { 200: JobSchema, ...errorResponses } } },
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Get a job',
+        params: IdParams,
+        response: { 200: JobSchema, ...errorResponses },
+      },
+    },
     async (req) => {
       const p = who(req);
       const job = await jobs.findJob(db, p.orgId, (req.params as { id: string }).id);

@@ -1,5 +1,5 @@
 import { createLogger } from '@countersign/observability';
-import { createTestDatabase, seedOrg, type SeededOrg, type TestDatabase } from '@countersign/testing';
+import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import type { DecisionResult } from '@countersign/workflow';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApi } from '../app.ts';
@@ -10,7 +10,10 @@ export interface ApiHarness {
   readonly tdb: TestDatabase;
   readonly org: SeededOrg;
   readonly decisions: DecisionResult[];
-  call(key: string | null, opts: InjectOptions): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
+  call(
+    key: string | null,
+    opts: InjectOptions,
+  ): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
