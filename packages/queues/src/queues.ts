@@ -1,7 +1,12 @@
+import { FormatRegistry } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type Job, type JobsOptions, Queue, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CONTRACTS, type PayloadOf, type QueueName } from './contracts.ts';
+
+// TypeBox checks formats only through its registry; ids in payloads are UUIDs.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v));
 
 const validators = Object.fromEntries(
   Object.entries(CONTRACTS).map(([name, c]) => [name, TypeCompiler.Compile(c.schema)]),

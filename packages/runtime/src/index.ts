@@ -66,6 +66,7 @@ export async function startService(name: ServiceName, env: NodeJS.ProcessEnv = p
   const shutdown = createShutdown(log, config.shutdownTimeoutMs);
 
   try {
+    await waitForRedis(redis, 15_000);
     await redis.ping();
     await assertNoEviction(redis);
   } catch (err) {
@@ -103,6 +104,22 @@ export async function startService(name: ServiceName, env: NodeJS.ProcessEnv = p
   };
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   return runtime;
+}
+
+/** Producers do not queue commands while disconnected, so start-up waits for the first connection. */
+function waitForRedis(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error(`Redis did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
 }
 
 /** Registers the closing of the shared clients; call after the service's own steps. */

@@ -416,7 +416,9 @@ GRANT USAGE ON SCHEMA public TO countersign_app;
 GRANT SELECT, INSERT, UPDATE ON orgs, principals, api_keys, profiles, certificates, jobs, approval_requests TO countersign_app;
 GRANT SELECT, INSERT, DELETE ON profile_approvers TO countersign_app;
 GRANT SELECT, INSERT ON approval_votes, certificate_versions TO countersign_app;
-GRANT SELECT, INSERT, DELETE ON outbox, idempotency_keys TO countersign_app;
+-- UPDATE is needed for SELECT ... FOR UPDATE SKIP LOCKED (the relay claims rows); rows are never changed.
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbox TO countersign_app;
+GRANT SELECT, INSERT, DELETE ON idempotency_keys TO countersign_app;
 GRANT USAGE ON SEQUENCE outbox_id_seq TO countersign_app;
 GRANT SELECT ON audit_records, audit_heads TO countersign_app;
 GRANT EXECUTE ON FUNCTION audit_append(uuid, timestamptz, text, text, text, text, text, jsonb, bytea) TO countersign_app;

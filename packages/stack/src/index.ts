@@ -1,0 +1,3 @@
+export * from './demo-seed.ts';
+export * from './service-process.ts';
+export * from './stack.ts';

@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Runs one Countersign service as its own OS process, exactly as production
+ * does (one process per service, configured only by environment), so the dev
+ * stack, the end-to-end tests, the benchmark and the chaos harness all
+ * exercise the real thing: real signals, real crashes, real restarts.
+ */
+export const SERVICE_NAMES = ['api', 'approval', 'issuer', 'notifier', 'reaper'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const require = createRequire(import.meta.url);
+const TSX_LOADER = join(dirname(require.resolve('tsx/package.json')), 'dist', 'esm', 'index.mjs');
+
+export interface ServiceProcess {
+  readonly name: ServiceName;
+  readonly id: string;
+  pid(): number | undefined;
+  running(): boolean;
+  /** Resolves when the current process exits. */
+  exited(): Promise<number | null>;
+  /** SIGTERM (graceful), then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>;
+  signal(sig: NodeJS.Signals): void;
+  /** Starts the process again (after a stop or a crash). */
+  start(): void;
+  readonly logFile: string | null;
+}
+
+export interface ServiceProcessOptions {
+  readonly env: NodeJS.ProcessEnv;
+  readonly logFile?: string | undefined;
+  /** Echo the service's output to this process's stdout too. */
+  readonly echo?: boolean | undefined;
+  readonly id?: string | undefined;
+}
+
+export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): ServiceProcess {
+  let child: ChildProcess | null = null;
+  let exit: Promise<number | null> = Promise.resolve(null);
+  let log: WriteStream | null = opts.logFile ? createWriteStream(opts.logFile, { flags: 'a' }) : null;
+
+  const start = () => {
+    if (child && child.exitCode === null && child.signalCode === null) return;
+    if (opts.logFile && !log) log = createWriteStream(opts.logFile, { flags: 'a' });
+    const c = spawn(process.execPath, ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
+      cwd: REPO_ROOT,
+      env: opts.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child = c;
+    for (const stream of [c.stdout, c.stderr]) {
+      stream?.on('data', (chunk: Buffer) => {
+        log?.write(chunk);
+        if (opts.echo) process.stdout.write(chunk);
+      });
+    }
+    exit = new Promise((res) => c.once('exit', (code) => res(code)));
+  };
+
+  const self: ServiceProcess = {
+    name,
+    id: opts.id ?? name,
+    pid: () => child?.pid,
+    running: () => child !== null && child.exitCode === null && child.signalCode === null,
+    exited: () => exit,
+    signal: (sig) => {
+      if (self.running()) child?.kill(sig);
+    },
+    stop: async (graceMs = 10_000) => {
+      if (!self.running()) return;
+      child?.kill('SIGTERM');
+      const t = setTimeout(() => child?.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(t);
+    },
+    start,
+    logFile: opts.logFile ?? null,
+  };
+  start();
+  return self;
+}
+
+/** Polls a URL until it answers 200 (readiness), or fails with the service's last log lines. */
+export async function waitForHttp(url: string, timeoutMs: number, proc?: ServiceProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc && !proc.running())
+      throw new Error(`${proc.id} exited before ${url} was ready (see ${proc.logFile ?? 'its output'})`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return;
+      last = `${res.status} ${await res.text()}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
+}

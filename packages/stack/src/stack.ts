@@ -1,0 +1,213 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createDatabase, migrateToLatest, provisionDatabase } from '@countersign/db';
+import {
+  ensureLocalBinaries,
+  freePort,
+  type PostgresServer,
+  type RedisServer,
+  type SmtpSink,
+  startPostgres,
+  startRedis,
+  startSmtpSink,
+} from '@countersign/devstack';
+import { type DemoOrg, seedDemo } from './demo-seed.ts';
+import {
+  SERVICE_NAMES,
+  type ServiceName,
+  type ServiceProcess,
+  serviceProcess,
+  waitForHttp,
+} from './service-process.ts';
+
+/**
+ * The whole stack on one machine: PostgreSQL, Redis (noeviction, AOF) and an
+ * SMTP sink on loopback, the database provisioned with its two roles and
+ * migrated, optionally the demo org, and the five services as processes.
+ * Used by the README's start command, the end-to-end tests, the benchmark and
+ * the chaos harness.
+ */
+export interface StackOptions {
+  readonly dataDir: string;
+  /** Use this PostgreSQL (a superuser URL) instead of starting one. */
+  readonly superuserUrl?: string | undefined;
+  /** Use this Redis instead of starting one. */
+  readonly redisUrl?: string | undefined;
+  readonly database?: string | undefined;
+  /** 'sink' starts the local SMTP sink; a URL uses that server; null records mail as skipped. */
+  readonly smtp?: 'sink' | string | null | undefined;
+  readonly replicas?: Partial<Record<ServiceName, number>> | undefined;
+  readonly apiPort?: number | undefined;
+  readonly env?: NodeJS.ProcessEnv | undefined;
+  readonly seedDemo?: boolean | undefined;
+  readonly echo?: boolean | undefined;
+  readonly log?: ((line: string) => void) | undefined;
+  readonly queuePrefix?: string | undefined;
+  readonly redisPersistence?: 'aof' | 'none' | undefined;
+  readonly fsyncOff?: boolean | undefined;
+}
+
+export interface Stack {
+  readonly apiUrl: string;
+  readonly superuserUrl: string;
+  readonly appDatabaseUrl: string;
+  readonly ownerDatabaseUrl: string;
+  readonly redisUrl: string;
+  readonly smtpUrl: string | null;
+  readonly sink: SmtpSink | null;
+  readonly redis: RedisServer | null;
+  readonly postgres: PostgresServer | null;
+  readonly services: ServiceProcess[];
+  readonly demo: DemoOrg | null;
+  readonly demoKeysFile: string;
+  /** The environment every service gets (without per-replica ports). */
+  readonly env: NodeJS.ProcessEnv;
+  metricsUrl(p: ServiceProcess): string;
+  /** Starts one more replica of a service. */
+  addService(name: ServiceName): Promise<ServiceProcess>;
+  stop(): Promise<void>;
+}
+
+const DEV_OWNER_PASSWORD = 'countersign-owner-dev';
+const DEV_APP_PASSWORD = 'countersign-app-dev';
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const log = opts.log ?? (() => {});
+  const dataDir = opts.dataDir;
+  await mkdir(join(dataDir, 'logs'), { recursive: true });
+  let postgres: PostgresServer | null = null;
+  let redis: RedisServer | null = null;
+  let sink: SmtpSink | null = null;
+
+  if (!opts.superuserUrl || !opts.redisUrl) await ensureLocalBinaries({ log: (m: string) => log(m) });
+  if (!opts.superuserUrl) {
+    postgres = await startPostgres({
+      dataDir: join(dataDir, 'pg', 'data'),
+      log: (m: string) => log(m),
+      fsyncOff: opts.fsyncOff,
+    });
+  }
+  if (!opts.redisUrl) {
+    redis = await startRedis({
+      dir: join(dataDir, 'redis'),
+      log: (m: string) => log(m),
+      persistence: opts.redisPersistence ?? 'aof',
+    });
+  }
+  const superuserUrl = opts.superuserUrl ?? postgres?.url ?? '';
+  const redisUrl = opts.redisUrl ?? redis?.url ?? '';
+  let smtpUrl: string | null = null;
+  if (opts.smtp === 'sink') {
+    sink = await startSmtpSink({ dir: join(dataDir, 'mail'), log: (m: string) => log(m) });
+    smtpUrl = sink.url;
+  } else if (typeof opts.smtp === 'string') {
+    smtpUrl = opts.smtp;
+  }
+
+  const urls = await provisionDatabase({
+    superuserUrl,
+    database: opts.database ?? 'countersign',
+    ownerPassword: DEV_OWNER_PASSWORD,
+    appPassword: DEV_APP_PASSWORD,
+  });
+  const applied = await migrateToLatest(urls.ownerUrl);
+  if (applied.length) log(`migrations applied: ${applied.join(', ')}`);
+
+  const demoKeysFile = join(dataDir, 'demo-keys.json');
+  let demo: DemoOrg | null = null;
+  if (opts.seedDemo) {
+    const handle = createDatabase({ url: urls.appUrl, poolSize: 2 });
+    try {
+      demo = await seedDemo(handle.db, demoKeysFile);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  const apiPort = opts.apiPort ?? (await freePort());
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    NODE_ENV: process.env.NODE_ENV ?? 'development',
+    COUNTERSIGN_DATABASE_URL: urls.appUrl,
+    COUNTERSIGN_MIGRATION_DATABASE_URL: urls.ownerUrl,
+    COUNTERSIGN_REDIS_URL: redisUrl,
+    COUNTERSIGN_PUBLIC_URL: apiUrl,
+    COUNTERSIGN_CA_DIR: join(dataDir, 'ca'),
+    COUNTERSIGN_AUDIT_SIGNING_KEY_FILE: join(dataDir, 'audit-signing.key'),
+    COUNTERSIGN_HTTP_HOST: '127.0.0.1',
+    COUNTERSIGN_HTTP_PORT: String(apiPort),
+    COUNTERSIGN_METRICS_HOST: '127.0.0.1',
+    COUNTERSIGN_LOG_LEVEL: 'info',
+    ...(smtpUrl ? { COUNTERSIGN_SMTP_URL: smtpUrl } : {}),
+    ...(opts.queuePrefix ? { COUNTERSIGN_QUEUE_PREFIX: opts.queuePrefix } : {}),
+    ...opts.env,
+  };
+
+  const services: ServiceProcess[] = [];
+  const metricsPorts = new Map<ServiceProcess, number>();
+  const counters = new Map<ServiceName, number>();
+  const launch = async (name: ServiceName): Promise<ServiceProcess> => {
+    const n = (counters.get(name) ?? 0) + 1;
+    counters.set(name, n);
+    const id = n === 1 ? name : `${name}-${n}`;
+    const metricsPort = await freePort();
+    const p = serviceProcess(name, {
+      id,
+      env: { ...env, COUNTERSIGN_METRICS_PORT: String(metricsPort) },
+      logFile: join(dataDir, 'logs', `${id}.log`),
+      echo: opts.echo,
+    });
+    metricsPorts.set(p, metricsPort);
+    services.push(p);
+    return p;
+  };
+  const metricsUrl = (p: ServiceProcess) => `http://127.0.0.1:${metricsPorts.get(p)}`;
+  const stopAll = async () => {
+    // Workers first, api last, so nothing is left half-way; each stops gracefully on SIGTERM.
+    await Promise.all(services.map((s) => s.stop()));
+    await sink?.stop();
+    await redis?.stop();
+    await postgres?.stop();
+  };
+
+  try {
+    for (const name of SERVICE_NAMES) {
+      const count = opts.replicas?.[name] ?? 1;
+      for (let i = 0; i < count; i++) await launch(name);
+    }
+    await Promise.all(services.map((s) => waitForHttp(`${metricsUrl(s)}/readyz`, 60_000, s)));
+    await waitForHttp(
+      `${apiUrl}/readyz`,
+      60_000,
+      services.find((s) => s.name === 'api'),
+    );
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+
+  return {
+    apiUrl,
+    superuserUrl,
+    appDatabaseUrl: urls.appUrl,
+    ownerDatabaseUrl: urls.ownerUrl,
+    redisUrl,
+    smtpUrl,
+    sink,
+    redis,
+    postgres,
+    services,
+    demo,
+    demoKeysFile,
+    env,
+    metricsUrl,
+    addService: async (name) => {
+      const p = await launch(name);
+      await waitForHttp(`${metricsUrl(p)}/readyz`, 60_000, p);
+      return p;
+    },
+    stop: stopAll,
+  };
+}

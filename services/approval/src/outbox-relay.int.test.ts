@@ -1,0 +1,152 @@
+import { actorOf } from '@countersign/domain';
+import { createLogger } from '@countersign/observability';
+import { createRedis, jobIds, openQueue } from '@countersign/queues';
+import {
+  createTestDatabase,
+  csrFor,
+  randomQueuePrefix,
+  type SeededOrg,
+  seedOrg,
+  type TestDatabase,
+} from '@countersign/testing';
+import { approve, bypass, requestCertificate, requesterOf } from '@countersign/workflow';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRelay } from './outbox-relay.ts';
+
+let tdb: TestDatabase;
+let org: SeededOrg;
+let redis: Redis;
+const settings = { approvalTimeoutMs: 3_600_000, escalationAfterMs: 600_000 };
+const log = createLogger('relay-test', 'silent');
+
+beforeAll(async () => {
+  tdb = await createTestDatabase();
+  org = await seedOrg(tdb.handle.db);
+  redis = createRedis(tdb.redisUrl, 'producer');
+});
+afterAll(async () => {
+  redis?.disconnect();
+  await tdb?.drop();
+});
+
+function relayFor(prefix: string, withBypass = false) {
+  const issuance = openQueue('issuance', { connection: redis, prefix });
+  const notifications = openQueue('notifications', { connection: redis, prefix });
+  const relay = createRelay({
+    db: tdb.handle.db,
+    log,
+    issuance,
+    notifications,
+    batchSize: 3,
+    bypass: withBypass ? (id) => bypass(tdb.handle.db, id) : null,
+  });
+  return { relay, issuance, notifications, close: () => Promise.all([issuance.close(), notifications.close()]) };
+}
+
+let n = 0;
+async function submit(profileId: string) {
+  const cn = `relay${++n}.example.test`;
+  return requestCertificate(tdb.handle.db, settings, requesterOf(org.requester, actorOf(org.requester)), {
+    profile_id: profileId,
+    common_name: cn,
+    csr: (await csrFor(cn)).csrPem,
+    justification: 'relay test',
+  });
+}
+
+const outboxCount = async () =>
+  Number((await tdb.superuser<{ c: string }>('SELECT count(*) c FROM outbox')).rows[0]?.c);
+
+describe('outbox relay', () => {
+  it('publishes released jobs and events with deterministic ids, then empties the outbox; publishing twice is harmless', async () => {
+    const q = relayFor(randomQueuePrefix());
+    try {
+      const gated = await submit(org.gated.id);
+      const open = await submit(org.open.id);
+      await q.relay.drain();
+      await approve(tdb.handle.db, org.operator1, gated.approval?.id ?? '', 'ok');
+      await q.relay.drain();
+      expect(await outboxCount()).toBe(0);
+      const issue = await q.issuance.getJobs(['waiting', 'delayed', 'active']);
+      expect(issue.map((j) => j.id).sort()).toEqual(
+        [jobIds.issuance(gated.job.id), jobIds.issuance(open.job.id)].sort(),
+      );
+      const notes = await q.notifications.getJobs(['waiting', 'delayed']);
+      expect(notes.map((j) => j.id).sort()).toEqual(
+        [
+          jobIds.notification('approval_submitted', gated.approval?.id ?? ''),
+          jobIds.notification('approval_escalation', gated.approval?.id ?? '', 1),
+          jobIds.notification('approval_decided', gated.approval?.id ?? ''),
+        ].sort(),
+      );
+      const escalation = notes.find((j) => j.id?.startsWith('approval_escalation'));
+      expect(escalation?.opts.delay).toBeGreaterThan(590_000);
+      // A relay that died after publishing re-publishes the same rows: the ids dedupe them.
+      await tdb.superuser(`INSERT INTO outbox (org_id, topic, payload) VALUES ($1, 'job.released', $2)`, [
+        org.orgId,
+        JSON.stringify({ job_id: open.job.id }),
+      ]);
+      await q.relay.drain();
+      expect(await q.issuance.count()).toBe(2);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('keeps the rows when Redis refuses, and publishes them once Redis is back', async () => {
+    const prefix = randomQueuePrefix();
+    const dead = createRedis('redis://127.0.0.1:1', 'producer', { retryStrategy: () => null });
+    dead.on('error', () => {});
+    const issuance = openQueue('issuance', { connection: dead, prefix });
+    const notifications = openQueue('notifications', { connection: dead, prefix });
+    const broken = createRelay({ db: tdb.handle.db, log, issuance, notifications, batchSize: 10, bypass: null });
+    const r = await submit(org.open.id);
+    await broken.drain();
+    expect(await outboxCount()).toBeGreaterThan(0);
+    dead.disconnect();
+    const q = relayFor(prefix);
+    try {
+      await q.relay.drain();
+      expect(await outboxCount()).toBe(0);
+      expect((await q.issuance.getJob(jobIds.issuance(r.job.id)))?.data).toEqual({ job_id: r.job.id });
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('with bypass on, auto-approves non-production requests as system-bypass and never production ones', async () => {
+    const { saveProfile } = await import('@countersign/workflow');
+    const { profileFields } = await import('@countersign/testing');
+    const staging = await saveProfile(
+      tdb.handle.db,
+      org.admin,
+      null,
+      profileFields({ name: 'staging-web', environment: 'staging' }),
+      [org.operator1.id],
+    );
+    const q = relayFor(randomQueuePrefix(), true);
+    try {
+      const stagingReq = await submit(staging.id);
+      const prodReq = await submit(org.gated.id);
+      await q.relay.drain();
+      await q.relay.drain();
+      const rows = await tdb.superuser<{ id: string; state: string; decided_by: string | null }>(
+        'SELECT id, state, decided_by FROM approval_requests WHERE id = ANY($1)',
+        [[stagingReq.approval?.id, prodReq.approval?.id]],
+      );
+      const byId = Object.fromEntries(rows.rows.map((r) => [r.id, r]));
+      expect(byId[stagingReq.approval?.id ?? '']).toMatchObject({ state: 'approved', decided_by: 'system-bypass' });
+      expect(byId[prodReq.approval?.id ?? '']).toMatchObject({ state: 'pending', decided_by: null });
+      const audit = await tdb.superuser<{ action: string; actor_id: string }>(
+        `SELECT action, actor_id FROM audit_records WHERE resource_id = $1 AND action = 'approval_bypassed'`,
+        [stagingReq.approval?.id],
+      );
+      expect(audit.rows).toEqual([{ action: 'approval_bypassed', actor_id: 'system-bypass' }]);
+      expect(await q.issuance.getJob(jobIds.issuance(stagingReq.job.id))).toBeTruthy();
+      expect(await q.issuance.getJob(jobIds.issuance(prodReq.job.id))).toBeUndefined();
+    } finally {
+      await q.close();
+    }
+  });
+});
