@@ -45,6 +45,9 @@ export interface StackOptions {
   readonly queuePrefix?: string | undefined;
   readonly redisPersistence?: 'aof' | 'none' | undefined;
   readonly fsyncOff?: boolean | undefined;
+  /** Role passwords; the defaults suit a loopback dev cluster only. */
+  readonly ownerPassword?: string | undefined;
+  readonly appPassword?: string | undefined;
 }
 
 export interface Stack {
@@ -107,8 +110,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const urls = await provisionDatabase({
     superuserUrl,
     database: opts.database ?? 'countersign',
-    ownerPassword: DEV_OWNER_PASSWORD,
-    appPassword: DEV_APP_PASSWORD,
+    ownerPassword: opts.ownerPassword ?? DEV_OWNER_PASSWORD,
+    appPassword: opts.appPassword ?? DEV_APP_PASSWORD,
   });
   const applied = await migrateToLatest(urls.ownerUrl);
   if (applied.length) log(`migrations applied: ${applied.join(', ')}`);

@@ -1,0 +1,36 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Stack, type StackOptions, startStack } from '@countersign/stack';
+import { inject } from 'vitest';
+
+/**
+ * The five services as real processes on the run's PostgreSQL and Redis, each
+ * test file with its own database, queue prefix, CA and SMTP sink.
+ */
+export async function startE2eStack(
+  opts: Partial<StackOptions> = {},
+): Promise<Stack & { dataDir: string; cleanup(): Promise<void> }> {
+  const infra = inject('infra');
+  const dataDir = await mkdtemp(join(tmpdir(), 'countersign-e2e-'));
+  const stack = await startStack({
+    dataDir,
+    superuserUrl: infra.superuserUrl,
+    redisUrl: infra.redisUrl,
+    ownerPassword: infra.ownerPassword,
+    appPassword: infra.appPassword,
+    database: `cs_e2e_${randomBytes(5).toString('hex')}`,
+    queuePrefix: `{cs-e2e-${randomBytes(4).toString('hex')}}`,
+    smtp: 'sink',
+    seedDemo: true,
+    ...opts,
+  });
+  return Object.assign(stack, {
+    dataDir,
+    cleanup: async () => {
+      await stack.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  });
+}

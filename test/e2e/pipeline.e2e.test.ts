@@ -1,0 +1,133 @@
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateKeyAndCsr } from '@countersign/ca';
+import { createRedis, enqueue, openQueue } from '@countersign/queues';
+import type { Stack } from '@countersign/stack';
+import { QueueEvents } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startE2eStack } from './e2e-stack.ts';
+
+/**
+ * The gated issuance pipeline end to end, with api, approval, issuer, notifier
+ * and reaper running as separate processes against real PostgreSQL and Redis.
+ */
+let stack: Stack & { dataDir: string; cleanup(): Promise<void> };
+
+beforeAll(async () => {
+  stack = await startE2eStack();
+});
+afterAll(async () => stack?.cleanup());
+
+async function api(key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${stack.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
+}
+
+/** Polls the PEM endpoint; returns the PEM and how long after `since` it appeared. */
+async function waitForPem(key: string, certId: string, since: number, timeoutMs = 10_000) {
+  for (;;) {
+    const r = await api(key, 'GET', `/api/v1/certificates/${certId}/pem`);
+    if (r.status === 200) return { pem: r.body as string, ms: Date.now() - since };
+    if (Date.now() - since > timeoutMs) throw new Error(`no PEM after ${timeoutMs} ms: ${JSON.stringify(r.body)}`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}
+
+async function verifyWithOpenssl(pem: string, name: string) {
+  const leafFile = join(stack.dataDir, `${name}.pem`);
+  await writeFile(leafFile, pem);
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+  expect(blocks.length).toBeGreaterThanOrEqual(2);
+  await writeFile(join(stack.dataDir, `${name}-leaf.pem`), blocks[0] ?? '');
+  await writeFile(join(stack.dataDir, `${name}-chain.pem`), blocks.slice(1).join(''));
+  const out = execFileSync('openssl', [
+    'verify',
+    '-CAfile',
+    join(stack.dataDir, 'ca', 'root.crt.pem'),
+    '-untrusted',
+    join(stack.dataDir, `${name}-chain.pem`),
+    join(stack.dataDir, `${name}-leaf.pem`),
+  ]).toString();
+  expect(out).toContain(': OK');
+}
+
+describe('end to end with five service processes', () => {
+  it('request, refused self-approval, approval by another principal, PEM within 2 s that verifies', async () => {
+    const demo = stack.demo;
+    if (!demo) throw new Error('no demo org');
+    const { carol, alice } = demo.principals;
+    const cn = `web.${demo.domain}`;
+    const { csrPem } = await generateKeyAndCsr({ commonName: cn, dnsNames: [cn] });
+    const req = await api(carol.key, 'POST', '/api/v1/certificates', {
+      profile_id: demo.profiles.production,
+      common_name: cn,
+      csr: csrPem,
+      justification: 'e2e',
+    });
+    expect(req.status).toBe(202);
+    const self = await api(carol.key, 'POST', `/api/v1/approvals/${req.body.approval.id}/approve`, {});
+    expect(self.status).toBe(403);
+    expect(self.body.code).toBe('two_person_integrity');
+    // Nothing is issued while the request waits.
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await api(carol.key, 'GET', `/api/v1/certificates/${req.body.certificate.id}/pem`)).status).toBe(404);
+
+    const approvedAt = Date.now();
+    const ok = await api(alice.key, 'POST', `/api/v1/approvals/${req.body.approval.id}/approve`, { note: 'e2e ok' });
+    expect(ok.status).toBe(200);
+    const { pem, ms } = await waitForPem(carol.key, req.body.certificate.id, approvedAt);
+    expect(ms).toBeLessThan(2_000);
+    await verifyWithOpenssl(pem, 'http');
+    const job = await api(carol.key, 'GET', `/api/v1/jobs/${req.body.job.id}`);
+    expect(job.body.status).toBe('completed');
+  });
+
+  it('the same through the renewal-requests intake queue', async () => {
+    const demo = stack.demo;
+    if (!demo) throw new Error('no demo org');
+    const { carol, bob } = demo.principals;
+    const cn = `queue.${demo.domain}`;
+    const { csrPem } = await generateKeyAndCsr({ commonName: cn, dnsNames: [cn] });
+    const prefix = stack.env.COUNTERSIGN_QUEUE_PREFIX ?? '{countersign}';
+    const redis = createRedis(stack.redisUrl, 'worker');
+    const queue = openQueue('renewal-requests', { connection: redis, prefix });
+    const events = new QueueEvents('renewal-requests', { connection: createRedis(stack.redisUrl, 'worker'), prefix });
+    try {
+      await events.waitUntilReady();
+      const job = await enqueue(queue, 'renewal-requests', {
+        idempotency_key: 'e2e-queue-1',
+        principal_id: carol.id,
+        profile_id: demo.profiles.production,
+        common_name: cn,
+        csr: csrPem,
+        justification: 'via the intake queue',
+      });
+      const result = (await job.waitUntilFinished(events, 15_000)) as {
+        job_id: string;
+        approval_id: string;
+        certificate_id: string;
+      };
+      expect(result.approval_id).toEqual(expect.any(String));
+      const approvedAt = Date.now();
+      const ok = await api(bob.key, 'POST', `/api/v1/approvals/${result.approval_id}/approve`, {});
+      expect(ok.status).toBe(200);
+      const { pem, ms } = await waitForPem(carol.key, result.certificate_id, approvedAt);
+      expect(ms).toBeLessThan(2_000);
+      await verifyWithOpenssl(pem, 'queue');
+
+      // A bad payload fails with a clear reason and writes nothing.
+      const bad = await queue.add('renewal-requests', { principal_id: carol.id, certificate_id: 'nope' } as never);
+      await expect(bad.waitUntilFinished(events, 15_000)).rejects.toThrow(/invalid renewal-requests payload/);
+    } finally {
+      await events.close();
+      await queue.close();
+      redis.disconnect();
+    }
+  });
+});
