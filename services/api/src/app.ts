@@ -11,6 +11,8 @@ import { problemOf, sendProblem, toProblem } from './problem.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
 import { approvalRoutes, type DecisionObserver } from './routes/approvals.routes.ts';
 import { certificateRoutes } from './routes/certificates.routes.ts';
+import { consoleRoutes } from './routes/console.routes.ts';
+import { diffRoutes } from './routes/diff.routes.ts';
 import { ProblemSchema } from './schemas.ts';
 
 /**
@@ -122,5 +124,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   adminRoutes(app, deps.db);
   certificateRoutes(app, deps.db, deps.settings);
   approvalRoutes(app, deps.db, deps.onDecision);
+  diffRoutes(app, deps.db);
+  await consoleRoutes(app);
   return app;
 }

@@ -1,0 +1,54 @@
+/**
+ * Every API operation the client calls, as data. The client builds each
+ * request from this table only, so the test that holds it against the served
+ * OpenAPI document (both ways: nothing called that the server lacks, nothing
+ * served that the client lacks) covers the whole client.
+ */
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface RouteSpec {
+  readonly method: HttpMethod;
+  /** OpenAPI path template, `{id}` for path parameters. */
+  readonly path: string;
+  /**
+   * Routes a server may not offer yet (the audit endpoints came after the
+   * first api release); callers see ApiError.routeMissing and degrade.
+   */
+  readonly optional?: boolean;
+}
+
+export const ROUTES = {
+  me: { method: 'GET', path: '/api/v1/me' },
+
+  listProfiles: { method: 'GET', path: '/api/v1/profiles' },
+  createProfile: { method: 'POST', path: '/api/v1/profiles' },
+  getProfile: { method: 'GET', path: '/api/v1/profiles/{id}' },
+  updateProfile: { method: 'PUT', path: '/api/v1/profiles/{id}' },
+
+  listPrincipals: { method: 'GET', path: '/api/v1/principals' },
+  createPrincipal: { method: 'POST', path: '/api/v1/principals' },
+  createApiKey: { method: 'POST', path: '/api/v1/principals/{id}/api-keys' },
+  revokeApiKey: { method: 'DELETE', path: '/api/v1/api-keys/{id}' },
+
+  requestCertificate: { method: 'POST', path: '/api/v1/certificates' },
+  listCertificates: { method: 'GET', path: '/api/v1/certificates' },
+  getCertificate: { method: 'GET', path: '/api/v1/certificates/{id}' },
+  renewCertificate: { method: 'POST', path: '/api/v1/certificates/{id}/renew' },
+  getCertificatePem: { method: 'GET', path: '/api/v1/certificates/{id}/pem' },
+
+  listJobs: { method: 'GET', path: '/api/v1/jobs' },
+  getJob: { method: 'GET', path: '/api/v1/jobs/{id}' },
+
+  listApprovals: { method: 'GET', path: '/api/v1/approvals' },
+  getApproval: { method: 'GET', path: '/api/v1/approvals/{id}' },
+  getApprovalDiff: { method: 'GET', path: '/api/v1/approvals/{id}/diff' },
+  approve: { method: 'POST', path: '/api/v1/approvals/{id}/approve' },
+  reject: { method: 'POST', path: '/api/v1/approvals/{id}/reject' },
+  voidApproval: { method: 'POST', path: '/api/v1/approvals/{id}/void' },
+
+  listAudit: { method: 'GET', path: '/api/v1/audit', optional: true },
+  verifyAudit: { method: 'GET', path: '/api/v1/audit/verify', optional: true },
+  listAuditCheckpoints: { method: 'GET', path: '/api/v1/audit/checkpoints', optional: true },
+} as const satisfies Record<string, RouteSpec>;
+
+export type OperationId = keyof typeof ROUTES;
