@@ -1,0 +1,13 @@
+#!/bin/sh
+# Starts one Countersign service, or runs the CLI: `countersign db migrate`, `countersign bootstrap ...`.
+set -e
+case "$1" in
+  api|approval|issuer|notifier|reaper)
+    exec node --import tsx "/app/services/$1/src/main.ts" ;;
+  countersign)
+    shift
+    exec node /app/packages/cli/bin/countersign.mjs "$@" ;;
+  *)
+    echo "usage: <api|approval|issuer|notifier|reaper> | countersign <command>" >&2
+    exit 64 ;;
+esac
