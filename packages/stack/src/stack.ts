@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDatabase, migrateToLatest, provisionDatabase } from '@countersign/db';
 import {
@@ -84,6 +84,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   if (!opts.superuserUrl || !opts.redisUrl) await ensureLocalBinaries({ log: (m: string) => log(m) });
   if (!opts.superuserUrl) {
+    // PostgreSQL runs as its own user when we are root: it must be able to reach the data directory.
+    await chmod(dataDir, 0o755);
     postgres = await startPostgres({
       dataDir: join(dataDir, 'pg', 'data'),
       log: (m: string) => log(m),

@@ -1,0 +1,435 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { generateKeyAndCsr, loadOrCreateLocalCa } from '@countersign/ca';
+import { databaseUrl, encodeCursor } from '@countersign/db';
+import { ensureLocalBinaries } from '@countersign/devstack';
+import { createRedis, jobIds } from '@countersign/queues';
+import { type Stack, startStack } from '@countersign/stack';
+import { QueueEvents } from 'bullmq';
+import pg from 'pg';
+import { pgbenchTps, rawSignRate, redisRoundTrips } from './ceilings.ts';
+import { writeLatencyPlot } from './plot.ts';
+import { seedPendingApprovals } from './seed.ts';
+import { closedLoop, openLoop, Samples, sleep } from './stats.ts';
+
+/**
+ * `pnpm bench [--quick]`: the pipeline measured against this machine's own
+ * ceilings in the same run (issue 7). Starts PostgreSQL, Redis and the five
+ * services as processes, loads them through the public API, prints one table
+ * and writes bench.json and latency.png under test-results/bench/.
+ * --quick is the CI profile: small and fast, fails only on errors.
+ */
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string' } } });
+const quick = values.quick ?? false;
+const outDir = values.out ?? join(process.cwd(), 'test-results', 'bench');
+const P = quick
+  ? {
+      pgbench: 5,
+      lifecycleSeconds: 5,
+      concurrency: 8,
+      steadySeconds: 4,
+      submitSeconds: 3,
+      listRows: 20_000,
+      reaperRows: 5_000,
+      listRequests: 100,
+    }
+  : {
+      pgbench: 15,
+      lifecycleSeconds: 30,
+      concurrency: 32,
+      steadySeconds: 20,
+      submitSeconds: 10,
+      listRows: 1_000_000,
+      reaperRows: 100_000,
+      listRequests: 1_000,
+    };
+
+const say = (s = '') => process.stdout.write(`${s}\n`);
+const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+interface Row {
+  metric: string;
+  value: string;
+  goal: string;
+  ratio: string;
+  verdict: 'PASS' | 'MISS' | '';
+}
+const rows: Row[] = [];
+const results: Record<string, unknown> = { quick, started_at: new Date().toISOString() };
+let errors = 0;
+
+const dataDir = await mkdtemp(join(tmpdir(), 'countersign-bench-'));
+say(`bench: ${quick ? 'quick' : 'full'} profile; data in ${dataDir}`);
+const bins = await ensureLocalBinaries({});
+let stack: Stack | null = null;
+const rss = new Map<string, number>();
+let rssTimer: NodeJS.Timeout | undefined;
+
+try {
+  stack = await startStack({
+    dataDir,
+    smtp: 'sink',
+    seedDemo: true,
+    redisPersistence: 'aof',
+    env: {
+      COUNTERSIGN_LOG_LEVEL: 'warn',
+      COUNTERSIGN_RATE_LIMIT_SUBMIT: '1000000',
+      COUNTERSIGN_RATE_LIMIT_DECIDE: '1000000',
+      COUNTERSIGN_MAX_OPEN_REQUESTS: '10000000',
+      COUNTERSIGN_REAPER_EXPIRE_INTERVAL: '1s',
+      COUNTERSIGN_REAPER_BATCH_SIZE: '2000',
+    },
+  });
+  const s = stack;
+  const demo = s.demo;
+  if (!demo) throw new Error('demo org missing');
+  const { carol, alice } = demo.principals;
+
+  // Peak RSS of every service process, sampled from /proc.
+  const sampleRss = async () => {
+    for (const p of s.services) {
+      const pid = p.pid();
+      if (!pid) continue;
+      try {
+        const status = await readFile(`/proc/${pid}/status`, 'utf8');
+        const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+        rss.set(p.id, Math.max(rss.get(p.id) ?? 0, kb / 1024));
+      } catch {
+        // process restarting
+      }
+    }
+  };
+  rssTimer = setInterval(() => void sampleRss(), 250);
+
+  // 1. Ceilings.
+  say('bench: measuring ceilings (pgbench, crypto.sign, Redis) ...');
+  const tps = await pgbenchTps(s.superuserUrl, bins.postgres.binDir, P.pgbench);
+  const signRate = rawSignRate(2);
+  const redisRate = await redisRoundTrips(s.redisUrl, 2);
+  results.ceilings = { pgbench_tps: tps, crypto_sign_per_s: signRate, redis_round_trips_per_s: redisRate };
+  rows.push({
+    metric: 'ceiling: pgbench TPC-B (-c 8 -j 2)',
+    value: `${fmt(tps, 0)} tps`,
+    goal: '',
+    ratio: '',
+    verdict: '',
+  });
+  rows.push({
+    metric: 'ceiling: ECDSA P-256 crypto.sign',
+    value: `${fmt(signRate, 0)} /s`,
+    goal: '',
+    ratio: '',
+    verdict: '',
+  });
+  rows.push({
+    metric: 'ceiling: Redis round trips',
+    value: `${fmt(redisRate, 0)} /s`,
+    goal: '',
+    ratio: '',
+    verdict: '',
+  });
+
+  // Completion events of the issuance queue tell when a certificate was committed.
+  const prefix = s.env.COUNTERSIGN_QUEUE_PREFIX ?? '{countersign}';
+  const events = new QueueEvents('issuance', { connection: createRedis(s.redisUrl, 'worker'), prefix });
+  await events.waitUntilReady();
+  const waiting = new Map<string, (at: number) => void>();
+  const early = new Map<string, number>();
+  events.on('completed', ({ jobId }) => {
+    const now = performance.now();
+    const w = waiting.get(jobId);
+    if (w) {
+      waiting.delete(jobId);
+      w(now);
+    } else early.set(jobId, now);
+  });
+  const issuedAt = (jobId: string, timeoutMs = 30_000) =>
+    new Promise<number>((resolve, reject) => {
+      const id = jobIds.issuance(jobId);
+      const seen = early.get(id);
+      if (seen !== undefined) {
+        early.delete(id);
+        resolve(seen);
+        return;
+      }
+      const t = setTimeout(() => {
+        waiting.delete(id);
+        reject(new Error(`job ${jobId} not issued within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiting.set(id, (at) => {
+        clearTimeout(t);
+        resolve(at);
+      });
+    });
+
+  const csrs = await Promise.all(
+    Array.from({ length: 16 }, (_, i) =>
+      generateKeyAndCsr({ commonName: `bench-${i}.${demo.domain}`, dnsNames: [`bench-${i}.${demo.domain}`] }),
+    ),
+  );
+  let next = 0;
+  const call = async (key: string, method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${s.apiUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as Record<string, unknown>;
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const submit = async () => {
+    const i = next++ % csrs.length;
+    return (await call(carol.key, 'POST', '/api/v1/certificates', {
+      profile_id: demo.profiles.production,
+      common_name: `bench-${i}.${demo.domain}`,
+      csr: csrs[i]?.csrPem,
+      justification: 'benchmark',
+    })) as { job: { id: string }; approval: { id: string } };
+  };
+  /** One lifecycle; returns approve-response-to-issued latency in ms. */
+  const lifecycle = async () => {
+    const r = await submit();
+    await call(alice.key, 'POST', `/api/v1/approvals/${r.approval.id}/approve`, {});
+    const approvedAt = performance.now();
+    return (await issuedAt(r.job.id)) - approvedAt;
+  };
+
+  // 2. Lifecycle throughput, closed loop.
+  say(`bench: lifecycle throughput, ${P.concurrency} concurrent loops for ${P.lifecycleSeconds} s ...`);
+  await closedLoop(4, 1, async () => void (await lifecycle())); // warm-up
+  const closed = await closedLoop(P.concurrency, P.lifecycleSeconds, async () => void (await lifecycle()));
+  const throughput = closed.done / closed.seconds;
+  errors += closed.errors;
+  results.lifecycle = { per_s: throughput, done: closed.done, errors: closed.errors, concurrency: P.concurrency };
+  const tGoal = tps / 8;
+  rows.push({
+    metric: 'lifecycles/s (request, approve, issued)',
+    value: `${fmt(throughput)} /s (${closed.errors} errors)`,
+    goal: `>= pgbench/8 = ${fmt(tGoal)}`,
+    ratio: `${fmt((throughput / tps) * 100)}% of pgbench`,
+    verdict: throughput >= tGoal && closed.errors === 0 ? 'PASS' : 'MISS',
+  });
+
+  // 3. Approve-to-issued latency at steady rates.
+  const steady = async (rate: number) => {
+    const samples = new Samples();
+    const times: { t: number; ms: number }[] = [];
+    const t0 = performance.now();
+    const r = await openLoop(rate, P.steadySeconds, async () => {
+      const ms = await lifecycle();
+      samples.add(ms);
+      times.push({ t: (performance.now() - t0) / 1000, ms });
+    });
+    errors += r.errors;
+    return { samples, times, errors: r.errors };
+  };
+  say('bench: approve-to-issued latency at 50 lifecycles/s ...');
+  const at50 = await steady(50);
+  const half = Math.max(1, Math.floor(throughput / 2));
+  say(`bench: approve-to-issued latency at half the maximum (${half}/s) ...`);
+  const atHalf = await steady(half);
+  results.approve_to_issued = { at_50: at50.samples.summary(), at_half: { rate: half, ...atHalf.samples.summary() } };
+  for (const [label, run, goal] of [
+    ['approve->issued p99 @ 50/s', at50, 25],
+    [`approve->issued p99 @ ${half}/s (half max)`, atHalf, 100],
+  ] as const) {
+    const sm = run.samples.summary();
+    rows.push({
+      metric: label,
+      value: `p50 ${fmt(sm.p50)} / p99 ${fmt(sm.p99)} / max ${fmt(sm.max)} ms`,
+      goal: `p99 <= ${goal} ms`,
+      ratio: `${fmt((sm.p99 / goal) * 100, 0)}% of goal`,
+      verdict: sm.p99 <= goal && run.errors === 0 ? 'PASS' : 'MISS',
+    });
+  }
+
+  // 4a. Submission latency at 200 req/s.
+  say('bench: submission latency at 200 requests/s ...');
+  const submitLat = new Samples();
+  const sub = await openLoop(200, P.submitSeconds, async () => {
+    const t = performance.now();
+    await submit();
+    submitLat.add(performance.now() - t);
+  });
+  errors += sub.errors;
+  const subSum = submitLat.summary();
+  results.submission = { rate: 200, ...subSum, errors: sub.errors };
+  rows.push({
+    metric: 'submission p99 @ 200 req/s',
+    value: `p50 ${fmt(subSum.p50)} / p99 ${fmt(subSum.p99)} ms`,
+    goal: 'p99 <= 20 ms',
+    ratio: `${fmt((subSum.p99 / 20) * 100, 0)}% of goal`,
+    verdict: subSum.p99 <= 20 && sub.errors === 0 ? 'PASS' : 'MISS',
+  });
+
+  // 4b. Pending list with many rows.
+  const suUrl = databaseUrl(s.superuserUrl, new URL(s.superuserUrl).username || 'postgres', '', 'countersign');
+  say(`bench: seeding ${P.listRows.toLocaleString()} approval requests ...`);
+  const seedStart = performance.now();
+  await seedPendingApprovals(suUrl, {
+    orgId: demo.org_id,
+    profileId: demo.profiles.production,
+    ownerId: carol.id,
+    count: P.listRows,
+    expired: false,
+  });
+  say(`bench: seeded in ${fmt((performance.now() - seedStart) / 1000)} s`);
+  const su = new pg.Client({ connectionString: suUrl });
+  await su.connect();
+  const deep = await su.query<{ requested_at: Date; id: string }>(
+    `SELECT requested_at, id FROM approval_requests WHERE org_id = $1 AND state = 'pending'
+     ORDER BY requested_at DESC, id DESC OFFSET $2 LIMIT 1`,
+    [demo.org_id, Math.floor(P.listRows * 0.9)],
+  );
+  const deepRow = deep.rows[0];
+  const deepCursor = deepRow ? encodeCursor({ at: deepRow.requested_at, id: deepRow.id }) : '';
+  const listLatency = async (path: string) => {
+    const lat = new Samples();
+    const r = await openLoop(100, P.listRequests / 100, async () => {
+      const t = performance.now();
+      await call(alice.key, 'GET', path);
+      lat.add(performance.now() - t);
+    });
+    errors += r.errors;
+    return lat.summary();
+  };
+  const first = await listLatency('/api/v1/approvals?state=pending&limit=50');
+  const deepLat = await listLatency(`/api/v1/approvals?state=pending&limit=50&cursor=${deepCursor}`);
+  results.pending_list = { rows: P.listRows, first_page: first, deep_cursor: deepLat };
+  for (const [label, sm] of [
+    [`pending list p99, first page (${P.listRows.toLocaleString()} rows)`, first],
+    ['pending list p99, deep cursor (90% in)', deepLat],
+  ] as const) {
+    rows.push({
+      metric: label,
+      value: `p50 ${fmt(sm.p50)} / p99 ${fmt(sm.p99)} ms`,
+      goal: 'p99 <= 15 ms',
+      ratio: `${fmt((sm.p99 / 15) * 100, 0)}% of goal`,
+      verdict: sm.p99 <= 15 ? 'PASS' : 'MISS',
+    });
+  }
+
+  // 5. The local CA alone, one core.
+  const ca = await loadOrCreateLocalCa({ dir: join(dataDir, 'bench-ca') });
+  const spki = (await generateKeyAndCsr({ commonName: 'ca.bench.example', dnsNames: ['ca.bench.example'] }))
+    .publicKeySpki;
+  const caEnd = performance.now() + 2_000;
+  let issued = 0;
+  while (performance.now() < caEnd) {
+    ca.issue({ commonName: 'ca.bench.example', dnsNames: ['ca.bench.example'], publicKeySpki: spki, validityDays: 90 });
+    issued++;
+  }
+  const caRate = issued / 2;
+  results.local_ca = { certs_per_s: caRate, ratio_to_sign: caRate / signRate };
+  rows.push({
+    metric: 'local CA issuance, one core',
+    value: `${fmt(caRate, 0)} certs/s`,
+    goal: '>= 25% of crypto.sign',
+    ratio: `${fmt((caRate / signRate) * 100)}% of crypto.sign`,
+    verdict: caRate >= 0.25 * signRate ? 'PASS' : 'MISS',
+  });
+
+  // 6. Reaper: expire stale requests while the api serves the queue.
+  say(`bench: seeding ${P.reaperRows.toLocaleString()} stale requests and timing the reaper ...`);
+  await seedPendingApprovals(suUrl, {
+    orgId: demo.org_id,
+    profileId: demo.profiles.production,
+    ownerId: carol.id,
+    count: P.reaperRows,
+    expired: true,
+  });
+  const reapStart = performance.now();
+  const reapLat = new Samples();
+  let reaping = true;
+  const probe = (async () => {
+    while (reaping) {
+      const t = performance.now();
+      try {
+        await call(alice.key, 'GET', '/api/v1/approvals?state=pending&limit=50');
+      } catch {
+        errors++;
+      }
+      reapLat.add(performance.now() - t);
+      await sleep(20);
+    }
+  })();
+  let remaining = P.reaperRows;
+  const reapDeadline = reapStart + 120_000;
+  while (remaining > 0 && performance.now() < reapDeadline) {
+    const r = await su.query<{ c: string }>(
+      `SELECT count(*) c FROM approval_requests WHERE state = 'pending' AND expires_at <= now()`,
+    );
+    remaining = Number(r.rows[0]?.c ?? 0);
+    if (remaining > 0) await sleep(100);
+  }
+  reaping = false;
+  await probe;
+  const reapSeconds = (performance.now() - reapStart) / 1000;
+  const reapSum = reapLat.summary();
+  results.reaper = { rows: P.reaperRows, seconds: reapSeconds, remaining, api_during: reapSum };
+  rows.push({
+    metric: `reaper: expire ${P.reaperRows.toLocaleString()} stale requests`,
+    value: remaining === 0 ? `${fmt(reapSeconds)} s` : `${remaining} left after ${fmt(reapSeconds)} s`,
+    goal: '<= 10 s',
+    ratio: `${fmt((reapSeconds / 10) * 100, 0)}% of goal`,
+    verdict: remaining === 0 && reapSeconds <= 10 ? 'PASS' : 'MISS',
+  });
+  rows.push({
+    metric: 'api p99 while the reaper runs',
+    value: `p99 ${fmt(reapSum.p99)} ms`,
+    goal: 'p99 <= 50 ms',
+    ratio: `${fmt((reapSum.p99 / 50) * 100, 0)}% of goal`,
+    verdict: reapSum.p99 <= 50 ? 'PASS' : 'MISS',
+  });
+  await su.end();
+
+  // 7. Memory.
+  await sampleRss();
+  results.peak_rss_mb = Object.fromEntries(rss);
+  for (const [id, mb] of rss) {
+    rows.push({
+      metric: `peak RSS ${id}`,
+      value: `${fmt(mb)} MB`,
+      goal: '<= 150 MB',
+      ratio: `${fmt((mb / 150) * 100, 0)}% of goal`,
+      verdict: mb <= 150 ? 'PASS' : 'MISS',
+    });
+  }
+
+  await events.close();
+  await mkdir(outDir, { recursive: true });
+  await writeLatencyPlot(join(outDir, 'latency.png'), [
+    { label: 'approve->issued @ 50/s', points: at50.times },
+    { label: `approve->issued @ ${half}/s`, points: atHalf.times },
+  ]);
+} finally {
+  if (rssTimer) clearInterval(rssTimer);
+  await stack?.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}
+
+results.errors = errors;
+results.rows = rows;
+await mkdir(outDir, { recursive: true });
+await writeFile(join(outDir, 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
+
+const widths = [48, 40, 26, 22, 7];
+const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 10)).join(' | ');
+say();
+say(line(['metric', 'value', 'goal', 'ratio', 'result']));
+say(widths.map((w) => '-'.repeat(w)).join('-|-'));
+for (const r of rows) say(line([r.metric, r.value, r.goal, r.ratio, r.verdict]));
+say();
+say(`errors: ${errors}; JSON and latency.png in ${outDir}`);
+if (errors > 0) {
+  say('bench: FAILED: requests failed during the run');
+  process.exit(1);
+}
+if (!quick && rows.some((r) => r.verdict === 'MISS')) say('bench: some goals were missed (see MISS rows)');
+process.exit(0);
