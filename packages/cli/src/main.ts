@@ -1,5 +1,6 @@
 import { DomainError } from '@countersign/domain';
 import { bootstrap, dbMigrate, dbProvision, UsageError } from './admin-commands.ts';
+import { APPROVER_HELP, approverCommands } from './approver-commands.ts';
 
 /** `countersign <command>`: the operator and approver command-line tool. */
 const HELP = `countersign <command> [options]
@@ -9,6 +10,7 @@ Operator commands (talk to the database):
   db migrate       apply migrations as the owner role
   bootstrap        create an org, its first admin and the admin's API key
 
+${APPROVER_HELP}
 Run 'countersign <command> --help' for the options of a command.
 `;
 
@@ -17,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   'db provision': dbProvision,
   'db migrate': dbMigrate,
   bootstrap,
+  ...approverCommands,
 };
 
 async function main(argv: string[]): Promise<number> {
