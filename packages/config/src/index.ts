@@ -54,6 +54,20 @@ export interface Config {
   reconcileGraceMs: number;
   outboxPollMs: number;
   shutdownTimeoutMs: number;
+  /** Reaper schedules (BullMQ job schedulers); every one accepts durations down to seconds. */
+  reaperExpireIntervalMs: number;
+  reaperReconcileIntervalMs: number;
+  renewalScanIntervalMs: number;
+  auditVerifyIntervalMs: number;
+  idempotencyPruneIntervalMs: number;
+  /** How long a stored Idempotency-Key answer is replayed before the reaper forgets it. */
+  idempotencyTtlMs: number;
+  /** How often each reaper refreshes the gauges it exports (pending approvals, queue depths). */
+  gaugeRefreshMs: number;
+  /** Rows one reaper task handles per transaction. */
+  reaperBatchSize: number;
+  /** SMTP connection, greeting and socket timeout; a claimed delivery is held for a multiple of it. */
+  smtpTimeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -149,5 +163,14 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     reconcileGraceMs: duration(env, 'RECONCILE_GRACE', '60s'),
     outboxPollMs: duration(env, 'OUTBOX_POLL_INTERVAL', '1s'),
     shutdownTimeoutMs: duration(env, 'SHUTDOWN_TIMEOUT', '10s'),
+    reaperExpireIntervalMs: duration(env, 'REAPER_EXPIRE_INTERVAL', '30s'),
+    reaperReconcileIntervalMs: duration(env, 'REAPER_RECONCILE_INTERVAL', '30s'),
+    renewalScanIntervalMs: duration(env, 'RENEWAL_SCAN_INTERVAL', '1h'),
+    auditVerifyIntervalMs: duration(env, 'AUDIT_VERIFY_INTERVAL', '1h'),
+    idempotencyPruneIntervalMs: duration(env, 'IDEMPOTENCY_PRUNE_INTERVAL', '1h'),
+    idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', '24h'),
+    gaugeRefreshMs: duration(env, 'REAPER_GAUGE_INTERVAL', '15s'),
+    reaperBatchSize: int(env, 'REAPER_BATCH_SIZE', 100, 1, 10_000),
+    smtpTimeoutMs: duration(env, 'SMTP_TIMEOUT', '30s'),
   };
 }

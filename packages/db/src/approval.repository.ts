@@ -177,3 +177,14 @@ export async function lockExpiredBatch(ex: Executor, now: Date, limit: number) {
     .skipLocked()
     .execute();
 }
+
+/** Pending requests per profile, for the countersign_approvals_pending gauge. */
+export async function countPendingByProfile(ex: Executor): Promise<{ profile_id: string; pending: number }[]> {
+  const rows = await ex
+    .selectFrom('approval_requests')
+    .select(['profile_id', (eb) => eb.fn.countAll<string>().as('pending')])
+    .where('state', '=', 'pending')
+    .groupBy('profile_id')
+    .execute();
+  return rows.map((r) => ({ profile_id: r.profile_id, pending: Number(r.pending) }));
+}

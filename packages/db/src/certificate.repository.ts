@@ -121,3 +121,44 @@ export async function findVersionsByIds(ex: Executor, ids: readonly string[]) {
   if (ids.length === 0) return [];
   return ex.selectFrom('certificate_versions').selectAll().where('id', 'in', ids).execute();
 }
+
+/**
+ * Certificates due for automatic renewal: the current version expires within
+ * the profile's renew_before_days (0 turns automatic renewal off), no job of
+ * the certificate is open, and no renewal was tried since the current version
+ * was issued (a rejected, expired or failed automatic renewal is not asked
+ * again every scan; a person renews by hand). Keyset-paged on (not_after, id).
+ */
+export async function findRenewalDue(
+  ex: Executor,
+  q: { now: Date; limit: number; after?: { notAfter: Date; id: string } | null },
+) {
+  let query = ex
+    .selectFrom('certificates as c')
+    .innerJoin('profiles as p', 'p.id', 'c.profile_id')
+    .innerJoin('certificate_versions as v', 'v.id', 'c.current_version_id')
+    .select(['c.id', 'c.org_id', 'c.profile_id', 'c.owner_id', 'c.common_name', 'v.not_after', 'p.renew_before_days'])
+    .where('p.renew_before_days', '>', 0)
+    // The widest window any profile allows, so the partial index on not_after bounds the scan.
+    .where('c.not_after', '<=', sql<Date>`${q.now}::timestamptz + interval '365 days'`)
+    .where(sql<boolean>`v.not_after <= ${q.now}::timestamptz + make_interval(days => p.renew_before_days)`)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('jobs as j')
+            .select('j.id')
+            .whereRef('j.certificate_id', '=', 'c.id')
+            .where((eb) =>
+              eb.or([
+                eb('j.status', 'in', ['awaiting_approval', 'pending', 'running']),
+                eb('j.created_at', '>', eb.ref('v.created_at')),
+              ]),
+            ),
+        ),
+      ),
+    );
+  if (q.after) {
+    query = query.where(sql<boolean>`(v.not_after, c.id) > (${q.after.notAfter}::timestamptz, ${q.after.id}::uuid)`);
+  }
+  return query.orderBy('v.not_after').orderBy('c.id').limit(q.limit).execute();
+}

@@ -32,3 +32,28 @@ export async function deleteIdempotentOlderThan(ex: Executor, cutoff: Date): Pro
   const r = await ex.deleteFrom('idempotency_keys').where('created_at', '<', cutoff).executeTakeFirst();
   return Number(r.numDeletedRows);
 }
+
+/**
+ * Forgets up to `limit` first answers older than `cutoff`. Bounded so one
+ * statement never holds many locks; SKIP LOCKED lets several reapers prune
+ * side by side. Returns how many rows went.
+ */
+export async function deleteIdempotentBatchOlderThan(ex: Executor, cutoff: Date, limit: number): Promise<number> {
+  const r = await ex
+    .deleteFrom('idempotency_keys')
+    .where(({ eb, refTuple, selectFrom }) =>
+      eb(
+        refTuple('principal_id', 'key'),
+        'in',
+        selectFrom('idempotency_keys')
+          .select(['principal_id', 'key'])
+          .where('created_at', '<', cutoff)
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()
+          .$asTuple('principal_id', 'key'),
+      ),
+    )
+    .executeTakeFirst();
+  return Number(r.numDeletedRows);
+}

@@ -9,6 +9,7 @@ export * as idempotency from './idempotency.repository.ts';
 export * as identity from './identity.repository.ts';
 export * as jobs from './job.repository.ts';
 export * from './migrate.ts';
+export * as notifications from './notification.repository.ts';
 export * from './outbox.ts';
 export type { ProfileFields, ProfileWithApprovers } from './profile.repository.ts';
 export * as profiles from './profile.repository.ts';

@@ -102,3 +102,22 @@ export async function findStaleReleasedJobs(ex: Executor, graceMs: number, limit
     .limit(limit)
     .execute();
 }
+
+/**
+ * Like findStaleReleasedJobs, keyset-paged on (released_at, id) so one
+ * reconcile run can walk every stale job, however many a Redis wipe left.
+ */
+export async function findStaleReleasedJobsPage(
+  ex: Executor,
+  q: { graceMs: number; limit: number; after?: { releasedAt: Date; id: string } | null },
+) {
+  let query = ex
+    .selectFrom('jobs')
+    .select(['id', 'org_id', 'released_at'])
+    .where('status', 'in', ['pending', 'running'])
+    .where('released_at', '<', new Date(Date.now() - q.graceMs));
+  if (q.after) {
+    query = query.where(sql<boolean>`(released_at, id) > (${q.after.releasedAt}::timestamptz, ${q.after.id}::uuid)`);
+  }
+  return query.orderBy('released_at').orderBy('id').limit(q.limit).execute();
+}

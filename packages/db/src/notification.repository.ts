@@ -1,0 +1,194 @@
+import { type ColumnType, type Generated, type Kysely, type Selectable, sql } from 'kysely';
+import type { Executor } from './database.ts';
+import type { Database } from './schema.ts';
+
+/**
+ * Notification delivery records (migration 0002): exactly one mail per
+ * (event, recipient). The notifier records the deliveries of an event, claims
+ * one before its SMTP transaction and marks it sent after. Claims and leases
+ * use the database clock, so notifiers on hosts with skewed clocks agree.
+ */
+export const DELIVERY_STATUSES = ['pending', 'sent', 'failed', 'skipped'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface NotificationDeliveriesTable {
+  id: Generated<string>;
+  org_id: string;
+  event_key: string;
+  kind: string;
+  recipient: string;
+  subject: string;
+  status: Generated<string>;
+  attempts: Generated<number>;
+  last_error: string | null;
+  message_id: string | null;
+  claimed_until: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  sent_at: NullableTimestamp;
+}
+export type DeliveryRow = Selectable<NotificationDeliveriesTable>;
+
+// The table type lives with its repository; schema.ts stays the core schema of 0001.
+type Tables = Database & { notification_deliveries: NotificationDeliveriesTable };
+function q(ex: Executor): Kysely<Tables> {
+  // A transaction is a Kysely too; withTables keeps it bound to the same connection.
+  const k: Kysely<Database> = ex;
+  return k.withTables<{ notification_deliveries: NotificationDeliveriesTable }>();
+}
+
+export interface NewDelivery {
+  readonly orgId: string;
+  readonly eventKey: string;
+  readonly kind: string;
+  readonly recipient: string;
+  readonly subject: string;
+  /** Recorded directly as `skipped` (with the reason) instead of waiting to be sent. */
+  readonly skipReason?: string | null;
+}
+
+/**
+ * Records the deliveries of one event; rows that already exist (a re-delivered
+ * message, another replica) are kept as they are. Returns every row of the
+ * event, and which of them this call inserted.
+ */
+export async function recordDeliveries(
+  ex: Executor,
+  rows: readonly NewDelivery[],
+): Promise<{ rows: DeliveryRow[]; inserted: DeliveryRow[] }> {
+  const first = rows[0];
+  if (!first) return { rows: [], inserted: [] };
+  const inserted = await q(ex)
+    .insertInto('notification_deliveries')
+    .values(
+      rows.map((r) => ({
+        org_id: r.orgId,
+        event_key: r.eventKey,
+        kind: r.kind,
+        recipient: r.recipient,
+        subject: r.subject,
+        status: r.skipReason ? 'skipped' : 'pending',
+        last_error: r.skipReason ?? null,
+      })),
+    )
+    .onConflict((oc) => oc.columns(['event_key', 'recipient']).doNothing())
+    .returningAll()
+    .execute();
+  return { rows: await listDeliveries(ex, first.eventKey), inserted };
+}
+
+export async function listDeliveries(ex: Executor, eventKey: string): Promise<DeliveryRow[]> {
+  return q(ex)
+    .selectFrom('notification_deliveries')
+    .selectAll()
+    .where('event_key', '=', eventKey)
+    .orderBy('recipient')
+    .execute();
+}
+
+/**
+ * Claims a pending delivery for one send attempt, unless another notifier holds
+ * an unexpired claim on it. A claim left by a notifier that died mid-send
+ * expires after `leaseMs` and can then be taken over; `attempts` tells how
+ * many SMTP transactions were started for it.
+ */
+export async function claimDelivery(ex: Executor, id: string, leaseMs: number): Promise<DeliveryRow | undefined> {
+  return q(ex)
+    .updateTable('notification_deliveries')
+    .set((eb) => ({
+      attempts: eb('attempts', '+', 1),
+      claimed_until: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})`,
+      updated_at: sql<Date>`now()`,
+    }))
+    .where('id', '=', id)
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', sql<Date>`now()`)]))
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function markSent(ex: Executor, id: string, messageId: string): Promise<DeliveryRow | undefined> {
+  return q(ex)
+    .updateTable('notification_deliveries')
+    .set({
+      status: 'sent',
+      message_id: messageId,
+      sent_at: sql<Date>`now()`,
+      claimed_until: null,
+      last_error: null,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('id', '=', id)
+    .where('status', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** A transient failure: the claim is dropped at once so the retry may claim it again. */
+export async function releaseDelivery(ex: Executor, id: string, error: string): Promise<void> {
+  await q(ex)
+    .updateTable('notification_deliveries')
+    .set({ claimed_until: null, last_error: error, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('status', '=', 'pending')
+    .execute();
+}
+
+/** Final failure (a permanent SMTP refusal, or the last attempt spent), with the reason. */
+export async function markFailed(ex: Executor, id: string, error: string): Promise<DeliveryRow | undefined> {
+  return q(ex)
+    .updateTable('notification_deliveries')
+    .set({ status: 'failed', claimed_until: null, last_error: error, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .where('status', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/**
+ * Marks the still-unsent deliveries of an event `skipped` (for example a
+ * reminder whose request was decided before it went out). Rows under a live
+ * claim are left to the notifier holding them.
+ */
+export async function skipPending(ex: Executor, eventKey: string, reason: string): Promise<DeliveryRow[]> {
+  return q(ex)
+    .updateTable('notification_deliveries')
+    .set({ status: 'skipped', last_error: reason, updated_at: sql<Date>`now()` })
+    .where('event_key', '=', eventKey)
+    .where('status', '=', 'pending')
+    .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<', sql<Date>`now()`)]))
+    .returningAll()
+    .execute();
+}
+
+/** Deliveries of an org, newest first (operators' view of what was sent, skipped or failed). */
+export async function listOrgDeliveries(
+  ex: Executor,
+  orgId: string,
+  opts: { status?: DeliveryStatus; limit: number },
+): Promise<DeliveryRow[]> {
+  let query = q(ex).selectFrom('notification_deliveries').selectAll().where('org_id', '=', orgId);
+  if (opts.status) query = query.where('status', '=', opts.status);
+  return query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(opts.limit).execute();
+}
+
+/** Has reminder `round` of this request already been written to the audit ledger? */
+export async function hasEscalationRecord(
+  ex: Executor,
+  orgId: string,
+  approvalId: string,
+  round: number,
+): Promise<boolean> {
+  const row = await ex
+    .selectFrom('audit_records')
+    .select('seq')
+    .where('org_id', '=', orgId)
+    .where('resource_id', '=', approvalId)
+    .where('action', '=', 'approval_escalated')
+    .where(sql<boolean>`(details->>'round')::int = ${round}`)
+    .executeTakeFirst();
+  return row !== undefined;
+}

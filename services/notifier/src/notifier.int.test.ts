@@ -1,0 +1,368 @@
+import { notifications } from '@countersign/db';
+import { freePort } from '@countersign/devstack';
+import { SYSTEM_ACTORS } from '@countersign/domain';
+import { enqueue, jobIds } from '@countersign/queues';
+import { approve, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_SMTP_REASON } from './deliveries.ts';
+import { createSmtpMailer } from './mailer.ts';
+import {
+  eventually,
+  MAIL_FROM,
+  type Pipeline,
+  PUBLIC_URL,
+  recipientsOf,
+  SETTINGS,
+  sleep,
+  startPipeline,
+} from './test/pipeline-harness.ts';
+
+let p: Pipeline;
+beforeAll(async () => {
+  p = await startPipeline();
+  p.startNotifier();
+});
+afterAll(async () => p?.close());
+
+const DOMAIN = 'example.test';
+const addr = (name: string) => `${name}@${DOMAIN}`;
+
+async function deliveriesOf(eventKey: string) {
+  return notifications.listDeliveries(p.db, eventKey);
+}
+
+describe('mail on submission, decision and issuance', () => {
+  it('asks every eligible approver but never the requester, then tells the requester the decision and the certificate', async () => {
+    const cn = 'web1.example.test';
+    const r = await p.submit(p.org.requester, p.org.gated.id, cn, 'new web frontend for the shop');
+    await p.drain();
+
+    const asks = await eventually('three approval mails', async () => {
+      const m = p.sink.messages().filter((x) => x.subject.includes(`Approval needed: ${cn}`));
+      return m.length >= 3 && m;
+    });
+    await sleep(300);
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([
+      addr('admin'),
+      addr('operator1'),
+      addr('operator2'),
+    ]);
+    expect(p.sink.messages().some((m) => m.to.includes(addr('requester')))).toBe(false);
+    const ask = asks[0]!;
+    expect(ask.subject).toBe(`[Countersign] Approval needed: ${cn} (production-web, production)`);
+    expect(ask.from).toBe('countersign@mail.test');
+    expect(ask.headerTo).toHaveLength(1);
+    for (const needle of [
+      r.approvalId,
+      `requester <${addr('requester')}>`,
+      cn,
+      'production-web',
+      'production',
+      'new web frontend for the shop',
+      r.approval!.requested_at.replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC'),
+      `curl -X POST '${PUBLIC_URL}/api/v1/approvals/${r.approvalId}/approve'`,
+      `'${PUBLIC_URL}/api/v1/approvals/${r.approvalId}/reject'`,
+      'Authorization: Bearer $COUNTERSIGN_API_KEY',
+      '0 of 1 required',
+    ]) {
+      expect(ask.text).toContain(needle);
+    }
+    expect(ask.html).toContain(`${PUBLIC_URL}/api/v1/approvals/${r.approvalId}/approve`);
+    expect(ask.html).toContain('new web frontend for the shop');
+    expect(ask.messageId).toMatch(new RegExp(`^<approval_submitted-${r.approvalId}\\.[0-9a-f]{16}@mail\\.test>$`));
+
+    await approve(p.db, p.org.operator1, r.approvalId, 'looks right, ticket CHG-42');
+    await p.drain();
+    const decided = await p.sink.waitFor((m) => m.subject.includes(`Request approved: ${cn}`));
+    expect(decided.subject).toBe(`[Countersign] Request approved: ${cn} (production-web)`);
+    expect(decided.to).toEqual([addr('requester')]);
+    expect(decided.text).toContain('Decision:');
+    expect(decided.text).toContain(`operator1 <${addr('operator1')}>`);
+    expect(decided.text).toContain('looks right, ticket CHG-42');
+    expect(decided.text).toContain(r.approvalId);
+
+    await p.issue(r.job.id);
+    await p.drain();
+    const issued = await p.sink.waitFor((m) => m.subject.includes(`Certificate issued: ${cn}`));
+    const version = await p.db
+      .selectFrom('certificate_versions')
+      .selectAll()
+      .where('job_id', '=', r.job.id)
+      .executeTakeFirstOrThrow();
+    expect(issued.to).toEqual([addr('requester')]);
+    expect(issued.subject).toBe(`[Countersign] Certificate issued: ${cn} (serial ${version.serial})`);
+    expect(issued.text).toContain(version.serial);
+    expect(issued.text).toContain(
+      version.not_after
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d{3}Z$/, ' UTC'),
+    );
+    expect(issued.text).toContain(version.fingerprint_sha256);
+    expect(issued.text).toContain(`'${PUBLIC_URL}/api/v1/certificates/${r.certificate.id}/pem'`);
+    expect(issued.text).not.toContain('BEGIN CERTIFICATE');
+
+    await sleep(300);
+    const all = p.sink.messages().filter((m) => m.text.includes(r.approvalId) || m.text.includes(r.certificate.id));
+    expect(all).toHaveLength(5);
+    const rows = [
+      ...(await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId))),
+      ...(await deliveriesOf(jobIds.notification('approval_decided', r.approvalId))),
+      ...(await deliveriesOf(jobIds.notification('certificate_issued', version.id))),
+    ];
+    expect(rows.map((x) => [x.recipient, x.status, x.attempts])).toEqual([
+      [addr('admin'), 'sent', 1],
+      [addr('operator1'), 'sent', 1],
+      [addr('operator2'), 'sent', 1],
+      [addr('requester'), 'sent', 1],
+      [addr('requester'), 'sent', 1],
+    ]);
+    expect(await p.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'sent' })).toBe(3);
+  });
+
+  it('never mails the requester when the requester is an approver, too', async () => {
+    const cn = 'self.example.test';
+    await p.submit(p.org.operator1, p.org.gated.id, cn);
+    await p.drain();
+    await eventually(
+      'two approval mails',
+      async () => recipientsOf(p.sink.messages(), `Approval needed: ${cn}`).length >= 2,
+    );
+    await sleep(300);
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('admin'), addr('operator2')]);
+  });
+
+  it.each([
+    ['rejected', 'operator2', 'wrong domain for this team'],
+    ['voided', 'admin', 'duplicate of CHG-7'],
+    ['expired', null, 'approval expired'],
+  ] as const)('tells the requester a request was %s, by whom and why', async (state, by, note) => {
+    const cn = `${state}.example.test`;
+    const r = await p.submit(p.org.requester, p.org.gated.id, cn);
+    if (state === 'rejected') await reject(p.db, p.org.operator2, r.approvalId, note);
+    if (state === 'voided') await voidRequest(p.db, p.org.admin, r.approvalId, note);
+    if (state === 'expired') {
+      await p.tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+        r.approvalId,
+      ]);
+      expect(await expireDue(p.db, new Date(), 10)).toHaveLength(1);
+    }
+    await p.drain();
+    const m = await p.sink.waitFor((x) => x.subject.includes(`Request ${state}: ${cn}`));
+    expect(m.subject).toBe(`[Countersign] Request ${state}: ${cn} (production-web)`);
+    expect(m.to).toEqual([addr('requester')]);
+    expect(m.text).toContain(note);
+    expect(m.text).toContain(by ? `${by} <${addr(by)}>` : 'Countersign (the approval timeout passed)');
+    if (state === 'expired') expect(m.text).toContain('nothing will be issued');
+  });
+
+  it('tells the certificate owner about a renewal the scheduler asked for', async () => {
+    const cn = 'auto.example.test';
+    const first = await p.submit(p.org.requester, p.org.gated.id, cn);
+    await approve(p.db, p.org.operator1, first.approvalId, null);
+    await p.issue(first.job.id);
+    const renewal = await renewCertificate(
+      p.db,
+      SETTINGS,
+      { orgId: p.org.orgId, actor: SYSTEM_ACTORS.scheduler, principal: null },
+      first.certificate.id,
+      { justification: 'automatic renewal' },
+    );
+    await p.drain();
+    // The first request was approved before its mail went out: that ask is skipped, the renewal's is sent.
+    await eventually(
+      'renewal asks',
+      async () => recipientsOf(p.sink.messages(), `Approval needed: ${cn}`).length >= 3 && true,
+    );
+    const ask = p.sink
+      .messages()
+      .find((m) => m.subject.includes(`Approval needed: ${cn}`) && m.text.includes(renewal.approval!.id))!;
+    expect(ask.text).toContain('Countersign scheduler (automatic renewal)');
+    expect(ask.text).toContain('renewal of an existing certificate');
+    await approve(p.db, p.org.operator2, renewal.approval!.id, 'renew it');
+    await p.issue(renewal.job.id);
+    await p.drain();
+    const mails = await eventually('renewal outcome mails', async () => {
+      const m = p.sink
+        .messages()
+        .filter((x) => x.text.includes(renewal.approval!.id) || x.text.includes(renewal.job.id));
+      return m.filter((x) => !x.subject.includes('Approval needed')).length >= 2 && m;
+    });
+    const outcome = mails.filter((x) => !x.subject.includes('Approval needed'));
+    expect(outcome.map((x) => x.subject.split(':')[0]).sort()).toEqual([
+      '[Countersign] Certificate issued',
+      '[Countersign] Request approved',
+    ]);
+    for (const m of outcome) expect(m.to).toEqual([addr('requester')]);
+  });
+});
+
+describe('exactly once per recipient', () => {
+  it('sends nothing again for re-delivered messages, even to several notifiers at once', async () => {
+    const cn = 'dup.example.test';
+    const r = await p.submit(p.org.requester, p.org.gated.id, cn);
+    p.startNotifier({ concurrency: 8 });
+    const payload = { kind: 'approval_submitted' as const, org_id: p.org.orgId, approval_id: r.approvalId };
+    // The relay's message plus eight copies under other ids, as a re-publish or a lost ack would produce.
+    await p.drain();
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        enqueue(p.notifications, 'notifications', payload, { jobId: `dup-${r.approvalId}-${i}` }),
+      ),
+    );
+    await eventually('all copies processed', async () => {
+      const jobs = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => p.notifications.getJob(`dup-${r.approvalId}-${i}`)),
+      );
+      const states = await Promise.all(jobs.map((j) => j?.getState()));
+      return states.every((s) => s === 'completed');
+    });
+    await sleep(500);
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([
+      addr('admin'),
+      addr('operator1'),
+      addr('operator2'),
+    ]);
+    const rows = await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId));
+    expect(rows.map((x) => [x.status, x.attempts])).toEqual([
+      ['sent', 1],
+      ['sent', 1],
+      ['sent', 1],
+    ]);
+  });
+
+  it('records deliveries as skipped, and logs them, when no SMTP server is configured', async () => {
+    const q = await startPipeline();
+    try {
+      q.startNotifier({ mailer: null });
+      const r = await q.submit(q.org.requester, q.org.gated.id, 'nosmtp.example.test');
+      await q.drain();
+      const key = jobIds.notification('approval_submitted', r.approvalId);
+      const rows = await eventually('skipped rows', async () => {
+        const x = await notifications.listDeliveries(q.db, key);
+        return x.length === 3 && x;
+      });
+      expect(rows.map((x) => [x.recipient, x.status, x.last_error])).toEqual([
+        [addr('admin'), 'skipped', NO_SMTP_REASON],
+        [addr('operator1'), 'skipped', NO_SMTP_REASON],
+        [addr('operator2'), 'skipped', NO_SMTP_REASON],
+      ]);
+      expect(q.sink.messages()).toHaveLength(0);
+      expect(
+        await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'skipped' }),
+      ).toBe(3);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('retries SMTP failures with backoff and shows them as failed, with the reason, after the last attempt', async () => {
+    const q = await startPipeline();
+    const dead = await freePort();
+    try {
+      q.startNotifier({
+        mailer: createSmtpMailer({ url: `smtp://127.0.0.1:${dead}`, from: MAIL_FROM, timeoutMs: 1_000 }),
+      });
+      const r = await q.submit(q.org.requester, q.org.gated.id, 'down.example.test');
+      const key = jobIds.notification('approval_submitted', r.approvalId);
+      await enqueue(
+        q.notifications,
+        'notifications',
+        { kind: 'approval_submitted', org_id: q.org.orgId, approval_id: r.approvalId },
+        { jobId: key, attempts: 3, backoff: { type: 'exponential', delay: 100 } },
+      );
+      const rows = await eventually('failed rows', async () => {
+        const x = await notifications.listDeliveries(q.db, key);
+        return x.length === 3 && x.every((d) => d.status === 'failed') && x;
+      });
+      for (const d of rows) {
+        expect(d.attempts).toBe(3);
+        expect(d.last_error).toMatch(/gave up after 3 attempt\(s\): .*ECONNREFUSED/);
+      }
+      const job = await q.notifications.getJob(key);
+      expect(await job?.getState()).toBe('failed');
+      expect(
+        await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'retried' }),
+      ).toBe(6);
+      expect(await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'failed' })).toBe(
+        3,
+      );
+    } finally {
+      await q.close();
+    }
+  });
+});
+
+describe('escalation reminders through BullMQ delays', () => {
+  const reminderRounds = (approvalId: string) => {
+    const rounds = new Map<number, string[]>();
+    for (const m of p.sink.messages()) {
+      const match = /Reminder (\d+):/.exec(m.subject);
+      if (!match || !m.text.includes(approvalId)) continue;
+      const n = Number(match[1]);
+      rounds.set(n, [...(rounds.get(n) ?? []), ...m.to].sort());
+    }
+    return rounds;
+  };
+  const auditedRounds = async (approvalId: string) => {
+    const rows = await p.db
+      .selectFrom('audit_records')
+      .select(['actor_id', 'actor_type', 'details'])
+      .where('resource_id', '=', approvalId)
+      .where('action', '=', 'approval_escalated')
+      .orderBy('seq')
+      .execute();
+    for (const row of rows) expect([row.actor_id, row.actor_type]).toEqual(['system-notifier', 'system']);
+    return rows.map((row) => (row.details as { round: number }).round);
+  };
+
+  it('reminds approvers and escalation contacts each interval, audits each round once, and stops once decided', async () => {
+    const profileId = await p.gatedProfile({
+      escalation_after_seconds: 1,
+      approval_timeout_seconds: 120,
+      escalation_contacts: ['OnCall@Example.test'],
+    });
+    const r = await p.submit(p.org.requester, profileId, 'slow.example.test');
+    await p.drain();
+    await eventually(
+      'two reminder rounds',
+      async () => (reminderRounds(r.approvalId).get(2)?.length ?? 0) >= 4,
+      10_000,
+    );
+    await approve(p.db, p.org.operator1, r.approvalId, 'sorry for the wait');
+    await sleep(2_500);
+    const audited = await auditedRounds(r.approvalId);
+    const mailed = reminderRounds(r.approvalId);
+    expect(audited.length).toBeGreaterThanOrEqual(2);
+    expect(audited).toEqual(audited.map((_, i) => i + 1));
+    expect([...mailed.keys()].sort()).toEqual(audited);
+    for (const to of mailed.values()) {
+      expect(to).toEqual([
+        'admin@example.test',
+        'oncall@example.test',
+        'operator1@example.test',
+        'operator2@example.test',
+      ]);
+    }
+    const reminder = p.sink.messages().find((m) => m.subject.includes('Reminder 1:') && m.text.includes(r.approvalId))!;
+    expect(reminder.subject).toBe(
+      `[Countersign] Reminder 1: approval still needed for slow.example.test (${
+        (await p.db.selectFrom('profiles').select('name').where('id', '=', profileId).executeTakeFirstOrThrow()).name
+      }, production)`,
+    );
+    expect(reminder.text).toContain(`/api/v1/approvals/${r.approvalId}/approve`);
+    // Decided: whatever round was still scheduled finds the request approved and sends nothing.
+    await sleep(1_500);
+    expect(await auditedRounds(r.approvalId)).toEqual(audited);
+    expect([...reminderRounds(r.approvalId).keys()].sort()).toEqual(audited);
+  });
+
+  it('schedules no reminder past the request deadline', async () => {
+    const profileId = await p.gatedProfile({ escalation_after_seconds: 1, approval_timeout_seconds: 3 });
+    const r = await p.submit(p.org.requester, profileId, 'deadline.example.test');
+    await p.drain();
+    await sleep(4_500);
+    expect(await auditedRounds(r.approvalId)).toEqual([1, 2]);
+    expect([...reminderRounds(r.approvalId).keys()].sort()).toEqual([1, 2]);
+  });
+});

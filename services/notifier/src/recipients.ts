@@ -1,0 +1,100 @@
+import { type ApprovalRow, certificates, type Db, identity, type PrincipalRow, profiles } from '@countersign/db';
+
+/**
+ * Who receives which mail (issue 3):
+ * - a new request and its reminders: every eligible approver (the profile's
+ *   approvers who are operators or admins, and every org admin), never the
+ *   requester, plus the profile's escalation contacts for reminders;
+ * - a decision or an issued certificate: the requester, or the certificate's
+ *   owner when the system scheduler asked (automatic renewals).
+ * Disabled principals are not mailed. A principal without an address still
+ * gets a delivery record, `skipped` with the reason, so nothing vanishes.
+ */
+export interface Recipient {
+  /** The delivery record's recipient: a lower-cased address, or principal:<id> without one. */
+  readonly key: string;
+  readonly address: string | null;
+  readonly principalId: string | null;
+  readonly skipReason: string | null;
+}
+
+const normalize = (address: string): string => address.trim().toLowerCase();
+
+function principalRecipient(p: PrincipalRow): Recipient {
+  const address = p.email?.trim() ? normalize(p.email) : null;
+  return {
+    key: address ?? `principal:${p.id}`,
+    address,
+    principalId: p.id,
+    skipReason: address ? null : `principal ${p.name} has no email address`,
+  };
+}
+
+/** Keeps the first of each key, and never a key (or address) in `exclude`. */
+export function mergeRecipients(lists: readonly (readonly Recipient[])[], exclude: ReadonlySet<string>): Recipient[] {
+  const seen = new Map<string, Recipient>();
+  for (const r of lists.flat()) {
+    if (exclude.has(r.key) || (r.principalId !== null && exclude.has(r.principalId))) continue;
+    if (!seen.has(r.key)) seen.set(r.key, r);
+  }
+  return [...seen.values()].sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** The principal behind a request, as shown in mails: "name <email>" or the system actor's id. */
+export function describePrincipal(p: PrincipalRow | undefined, fallbackId: string): string {
+  if (!p) return fallbackId;
+  return p.email ? `${p.name} <${p.email}>` : p.name;
+}
+
+/** The requester's identities to keep out of approver mail: the principal id and its address. */
+export async function requesterExclusions(db: Db, a: ApprovalRow): Promise<Set<string>> {
+  const out = new Set<string>([a.requested_by]);
+  if (a.requester_type !== 'system') {
+    const p = await identity.findPrincipal(db, a.org_id, a.requested_by);
+    if (p?.email) out.add(normalize(p.email));
+  }
+  return out;
+}
+
+export async function approverRecipients(db: Db, a: ApprovalRow): Promise<Recipient[]> {
+  const approverIds = await profiles.profileApprovers(db, a.profile_id);
+  const [listed, admins] = await Promise.all([
+    identity.findPrincipals(db, a.org_id, approverIds),
+    identity.findOrgAdmins(db, a.org_id),
+  ]);
+  // Same eligibility as assertMayDecide: admins always, operators when listed on the profile.
+  const eligible = [...listed.filter((p) => p.role === 'operator' || p.role === 'admin'), ...admins].filter(
+    (p) => p.disabled_at === null,
+  );
+  return mergeRecipients([eligible.map(principalRecipient)], await requesterExclusions(db, a));
+}
+
+export function contactRecipients(addresses: readonly string[]): Recipient[] {
+  return addresses
+    .filter((a) => a.includes('@'))
+    .map((a) => ({ key: normalize(a), address: normalize(a), principalId: null, skipReason: null }));
+}
+
+/**
+ * The person told about a decision or an issued certificate: the requesting
+ * principal, or for a request made by the system (automatic renewal) the owner
+ * of the certificate.
+ */
+export async function requesterRecipient(
+  db: Db,
+  q: { orgId: string; requestedBy: string; requesterType: string; certificateId: string },
+): Promise<{ recipient: Recipient | null; principal: PrincipalRow | undefined }> {
+  let principalId = q.requestedBy;
+  if (q.requesterType === 'system') {
+    const cert = await certificates.findCertificate(db, q.orgId, q.certificateId);
+    if (!cert) return { recipient: null, principal: undefined };
+    principalId = cert.owner_id;
+  }
+  const p = await identity.findPrincipal(db, q.orgId, principalId);
+  if (!p) return { recipient: null, principal: undefined };
+  const r = principalRecipient(p);
+  return {
+    recipient: p.disabled_at === null ? r : { ...r, skipReason: `principal ${p.name} is disabled` },
+    principal: p,
+  };
+}
