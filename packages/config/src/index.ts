@@ -68,6 +68,24 @@ export interface Config {
   reaperBatchSize: number;
   /** SMTP connection, greeting and socket timeout; a claimed delivery is held for a multiple of it. */
   smtpTimeoutMs: number;
+  /** Largest accepted request body (api); larger bodies get 413 payload_too_large. */
+  httpBodyLimitBytes: number;
+  /** Per principal and minute, counted in Redis across api replicas; 0 turns the limit off. */
+  rateLimitSubmitPerMinute: number;
+  rateLimitDecidePerMinute: number;
+  /** Open jobs (awaiting approval, pending, running) one principal may have; 0 turns the bound off. */
+  maxOpenRequests: number;
+  /** mTLS listener of the api (client certificates required); null when not configured. */
+  tls: TlsConfig | null;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle that client certificates must chain to. */
+  clientCaFile: string;
+  host: string;
+  port: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -135,6 +153,33 @@ function oneOf<T extends string>(env: Env, name: string, values: readonly T[], f
   return raw as T;
 }
 
+/**
+ * The api's mTLS listener exists only when certificate and key are both set;
+ * it always requires client certificates, so the client CA is then required too.
+ */
+function tlsConfig(env: Env): TlsConfig | null {
+  const certFile = optional(env, 'TLS_CERT_FILE');
+  const keyFile = optional(env, 'TLS_KEY_FILE');
+  const clientCaFile = optional(env, 'TLS_CLIENT_CA_FILE');
+  if (certFile === null && keyFile === null) {
+    if (clientCaFile !== null)
+      throw new ConfigError(`${P}TLS_CERT_FILE`, `is required when ${P}TLS_CLIENT_CA_FILE is set`);
+    return null;
+  }
+  if (certFile === null) throw new ConfigError(`${P}TLS_CERT_FILE`, `is required when ${P}TLS_KEY_FILE is set`);
+  if (keyFile === null) throw new ConfigError(`${P}TLS_KEY_FILE`, `is required when ${P}TLS_CERT_FILE is set`);
+  if (clientCaFile === null) {
+    throw new ConfigError(`${P}TLS_CLIENT_CA_FILE`, 'is required: the TLS listener only accepts client certificates');
+  }
+  return {
+    certFile,
+    keyFile,
+    clientCaFile,
+    host: str(env, 'TLS_HOST', str(env, 'HTTP_HOST', '0.0.0.0')),
+    port: int(env, 'TLS_PORT', 8443, 0, 65535),
+  };
+}
+
 export function loadConfig(service: ServiceName, env: Env = process.env): Config {
   return {
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
@@ -172,5 +217,10 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     gaugeRefreshMs: duration(env, 'REAPER_GAUGE_INTERVAL', '15s'),
     reaperBatchSize: int(env, 'REAPER_BATCH_SIZE', 100, 1, 10_000),
     smtpTimeoutMs: duration(env, 'SMTP_TIMEOUT', '30s'),
+    httpBodyLimitBytes: int(env, 'HTTP_BODY_LIMIT', 256 * 1024, 1024, 64 * 1024 * 1024),
+    rateLimitSubmitPerMinute: int(env, 'RATE_LIMIT_SUBMIT', 600, 0, 1_000_000),
+    rateLimitDecidePerMinute: int(env, 'RATE_LIMIT_DECIDE', 600, 0, 1_000_000),
+    maxOpenRequests: int(env, 'MAX_OPEN_REQUESTS', 1000, 0, 1_000_000),
+    tls: tlsConfig(env),
   };
 }

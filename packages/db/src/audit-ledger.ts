@@ -18,6 +18,8 @@ export const AUDIT_ACTIONS = [
   'principal_created',
   'api_key_created',
   'api_key_revoked',
+  'client_certificate_registered',
+  'client_certificate_deleted',
   'profile_created',
   'profile_updated',
   'certificate_requested',
@@ -57,7 +59,8 @@ export interface AuditEntry {
 
 export interface AuditBodyFields {
   readonly orgId: string;
-  readonly at: Date;
+  /** A string is taken verbatim (an exported ledger's ISO timestamp). */
+  readonly at: Date | string;
   readonly actorId: string;
   readonly actorType: string;
   readonly action: string;
@@ -71,7 +74,7 @@ export const GENESIS_HASH = Buffer.alloc(32);
 export function canonicalAuditBody(r: AuditBodyFields): Buffer {
   const text = canonicalJson({
     org_id: r.orgId,
-    at: r.at.toISOString(),
+    at: typeof r.at === 'string' ? r.at : r.at.toISOString(),
     actor_id: r.actorId,
     actor_type: r.actorType,
     action: r.action,

@@ -3,6 +3,7 @@ export * from './audit-ledger.ts';
 export * from './audit-verify.ts';
 export * from './canonical-json.ts';
 export * as certificates from './certificate.repository.ts';
+export * as clientCertificates from './client-certificate.repository.ts';
 export * from './cursor.ts';
 export * from './database.ts';
 export * as idempotency from './idempotency.repository.ts';

@@ -18,6 +18,8 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  /** A principal already has COUNTERSIGN_MAX_OPEN_REQUESTS requests open; it may submit again once some are decided. */
+  too_many_open_requests: 429,
   internal: 500,
   unavailable: 503,
 } as const;

@@ -1,16 +1,26 @@
 import type { Db } from '@countersign/db';
+import { DomainError } from '@countersign/domain';
 import type { Logger } from '@countersign/observability';
 import type { WorkflowSettings } from '@countersign/workflow';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RouteOptions } from 'fastify';
 import { authenticator } from './auth.ts';
 import { problemOf, sendProblem, toProblem } from './problem.ts';
+import {
+  type AbuseLimits,
+  DEFAULT_ABUSE_LIMITS,
+  memoryRateLimiter,
+  openRequestsHook,
+  type RateLimiter,
+  rateLimitHook,
+} from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
 import { approvalRoutes, type DecisionObserver } from './routes/approvals.routes.ts';
 import { certificateRoutes } from './routes/certificates.routes.ts';
+import { clientCertificateRoutes } from './routes/client-certificates.routes.ts';
 import { consoleRoutes } from './routes/console.routes.ts';
 import { diffRoutes } from './routes/diff.routes.ts';
 import { ProblemSchema } from './schemas.ts';
@@ -28,6 +38,11 @@ export interface ApiDeps {
   readonly readiness: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>;
   readonly observeRequest?: (method: string, route: string, status: number, seconds: number) => void;
   readonly bodyLimit?: number;
+  /** Per-principal counters; main.ts passes the Redis one so replicas share budgets. Default: this process only. */
+  readonly rateLimiter?: RateLimiter;
+  readonly limits?: AbuseLimits;
+  /** Sees every route as it is registered (the authorization matrix builds its table from this). */
+  readonly onRoute?: (route: RouteOptions) => void;
 }
 
 // ajv-formats is CommonJS; its default export arrives wrapped under NodeNext.
@@ -59,6 +74,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     disableRequestLogging: true,
     routerOptions: { ignoreTrailingSlash: true },
   });
+  // First, so it also sees the routes that plugins (docs, console) register.
+  if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
 
   const strictAjv = makeAjv(false);
   const coercingAjv = makeAjv(true);
@@ -93,10 +110,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', String(req.id));
   });
+  // Every /api route needs a caller; refusing before the body is parsed answers 401, never a 400 that describes the schema.
   const authenticate = authenticator(deps.db);
-  app.addHook('preHandler', async (req) => {
-    if (req.url.startsWith('/api/')) await authenticate(req);
+  app.addHook('onRequest', async (req) => {
+    // The matched route, not the raw URL: an encoded path still reaches the route it matches.
+    if (!(req.routeOptions.url ?? req.url).startsWith('/api/')) return;
+    await authenticate(req);
+    if (!req.principal) {
+      throw new DomainError('unauthenticated', 'a valid API key is required (Authorization: Bearer <key>)');
+    }
   });
+  const limits = deps.limits ?? DEFAULT_ABUSE_LIMITS;
+  app.addHook('onRequest', rateLimitHook(deps.rateLimiter ?? memoryRateLimiter(), limits));
+  app.addHook('preHandler', openRequestsHook(deps.db, limits));
   // POSTs without a body validate as an empty object, so required fields get a clear message.
   app.addHook('preValidation', async (req) => {
     if (req.body === undefined && req.method === 'POST') req.body = {};
@@ -123,6 +149,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   adminRoutes(app, deps.db);
   certificateRoutes(app, deps.db, deps.settings);
+  clientCertificateRoutes(app, deps.db);
   approvalRoutes(app, deps.db, deps.onDecision);
   diffRoutes(app, deps.db);
   await consoleRoutes(app);

@@ -1,9 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { verifyAllChains } from '@countersign/db';
 import { metricFactories } from '@countersign/observability';
 import { createWorker } from '@countersign/queues';
 import { closeSharedClients, startService } from '@countersign/runtime';
 import { buildApi } from './app.ts';
 import { intakeHandler } from './intake.handler.ts';
+import { redisRateLimiter } from './rate-limit.ts';
+import { listenMtls, type MtlsListener } from './tls.ts';
 
 /** Composition root of the api service: HTTP API and the `renewal-requests` intake worker. */
 const rt = await startService('api');
@@ -66,6 +69,16 @@ const api = await buildApi({
   },
   observeRequest: (method, route, status, seconds) =>
     httpDuration.observe({ method, route, status: String(status) }, seconds),
+  bodyLimit: config.httpBodyLimitBytes,
+  rateLimiter: redisRateLimiter(rt.redis, {
+    keyPrefix: config.queuePrefix,
+    onUnavailable: (err) => log.warn({ err: err.message }, 'rate limiter cannot reach Redis; letting requests through'),
+  }),
+  limits: {
+    submitPerMinute: config.rateLimitSubmitPerMinute,
+    decidePerMinute: config.rateLimitDecidePerMinute,
+    maxOpenRequests: config.maxOpenRequests,
+  },
 });
 
 const intake = createWorker('renewal-requests', rt.workerQueues, intakeHandler(db, settings), { concurrency: 8 });
@@ -74,11 +87,34 @@ intake.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message },
 await rt.startOps();
 await api.listen({ host: config.httpHost, port: config.httpPort });
 log.info({ url: `http://${config.httpHost}:${config.httpPort}` }, 'api listening');
+let mtls: MtlsListener | null = null;
+if (config.tls) {
+  const tls = config.tls;
+  const read = (variable: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      log.fatal({ err: err instanceof Error ? err.message : String(err) }, `cannot read ${variable} (${path})`);
+      process.stderr.write(`countersign-api: cannot read COUNTERSIGN_${variable} (${path})\n`);
+      process.exit(78);
+    }
+  };
+  mtls = await listenMtls(api, {
+    cert: read('TLS_CERT_FILE', tls.certFile),
+    key: read('TLS_KEY_FILE', tls.keyFile),
+    clientCa: read('TLS_CLIENT_CA_FILE', tls.clientCaFile),
+    host: tls.host,
+    port: tls.port,
+    onRefused: (reason) => log.info({ reason }, 'mTLS connection refused'),
+  });
+  log.info({ url: `https://${tls.host}:${mtls.port}` }, 'api listening with mTLS (client certificates required)');
+}
 void verifyOnStart().catch((err: unknown) => {
   chain = { ok: false, detail: err instanceof Error ? err.message : String(err) };
   log.error({ err }, 'audit chain verification failed to run');
 });
 
+rt.shutdown.add('mtls', async () => mtls?.close());
 rt.shutdown.add('http', () => api.close());
 rt.shutdown.add('intake worker', () => intake.close());
 closeSharedClients(rt);

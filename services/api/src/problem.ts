@@ -29,6 +29,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   renewal_in_progress: 'Renewal in progress',
   idempotency_conflict: 'Idempotency conflict',
   rate_limited: 'Rate limited',
+  too_many_open_requests: 'Too many open requests',
 };
 
 export function problemOf(code: ErrorCode, detail: string, req: FastifyRequest, errors?: Problem['errors']): Problem {

@@ -1,8 +1,9 @@
 import { createLogger } from '@countersign/observability';
 import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import type { DecisionResult } from '@countersign/workflow';
-import type { FastifyInstance, InjectOptions } from 'fastify';
-import { buildApi } from '../app.ts';
+import type { FastifyInstance, InjectOptions, RouteOptions } from 'fastify';
+import { type ApiDeps, buildApi } from '../app.ts';
+import { memoryRateLimiter } from '../rate-limit.ts';
 
 /** Builds the real api against a fresh database and a seeded org, and calls it in-process. */
 export interface ApiHarness {
@@ -10,6 +11,8 @@ export interface ApiHarness {
   readonly tdb: TestDatabase;
   readonly org: SeededOrg;
   readonly decisions: DecisionResult[];
+  /** Every route buildApi registered, as Fastify announced it. */
+  readonly routes: readonly RouteOptions[];
   call(
     key: string | null,
     opts: InjectOptions,
@@ -19,11 +22,21 @@ export interface ApiHarness {
 
 export const TEST_SETTINGS = { approvalTimeoutMs: 168 * 3_600_000, escalationAfterMs: 24 * 3_600_000 };
 
-export async function startApiHarness(): Promise<ApiHarness> {
+/** What a test may change about the api it gets; everything else is as main.ts builds it. */
+export type ApiHarnessOptions = Pick<ApiDeps, 'limits' | 'rateLimiter' | 'bodyLimit'>;
+
+export async function startApiHarness(options: ApiHarnessOptions = {}): Promise<ApiHarness> {
   const tdb = await createTestDatabase();
   const org = await seedOrg(tdb.handle.db);
   const decisions: DecisionResult[] = [];
+  const routes: RouteOptions[] = [];
   const app = await buildApi({
+    // Counters in this process, through the same port main.ts fills with the Redis limiter.
+    rateLimiter: memoryRateLimiter(),
+    ...options,
+    onRoute: (route) => {
+      routes.push(route);
+    },
     db: tdb.handle.db,
     log: createLogger('api-test', 'silent'),
     settings: TEST_SETTINGS,
@@ -36,6 +49,7 @@ export async function startApiHarness(): Promise<ApiHarness> {
     tdb,
     org,
     decisions,
+    routes,
     call: async (key, opts) => {
       const res = await app.inject({
         ...opts,
