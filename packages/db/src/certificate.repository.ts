@@ -127,7 +127,10 @@ export async function findVersionsByIds(ex: Executor, ids: readonly string[]) {
  * the profile's renew_before_days (0 turns automatic renewal off), no job of
  * the certificate is open, and no renewal was tried since the current version
  * was issued (a rejected, expired or failed automatic renewal is not asked
- * again every scan; a person renews by hand). Keyset-paged on (not_after, id).
+ * again every scan; a person renews by hand). As cert-manager does, the window
+ * is capped at two thirds of the version's lifetime, so a profile whose
+ * validity is shorter than renew_before_days does not renew every new
+ * certificate at once. Keyset-paged on (not_after, id).
  */
 export async function findRenewalDue(
   ex: Executor,
@@ -141,7 +144,10 @@ export async function findRenewalDue(
     .where('p.renew_before_days', '>', 0)
     // The widest window any profile allows, so the partial index on not_after bounds the scan.
     .where('c.not_after', '<=', sql<Date>`${q.now}::timestamptz + interval '365 days'`)
-    .where(sql<boolean>`v.not_after <= ${q.now}::timestamptz + make_interval(days => p.renew_before_days)`)
+    .where(
+      sql<boolean>`v.not_after <= ${q.now}::timestamptz
+        + LEAST(make_interval(days => p.renew_before_days), (v.not_after - v.not_before) * (2.0 / 3))`,
+    )
     .where(({ not, exists, selectFrom }) =>
       not(
         exists(

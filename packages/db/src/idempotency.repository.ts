@@ -35,8 +35,10 @@ export async function deleteIdempotentOlderThan(ex: Executor, cutoff: Date): Pro
 
 /**
  * Forgets up to `limit` first answers older than `cutoff`. Bounded so one
- * statement never holds many locks; SKIP LOCKED lets several reapers prune
- * side by side. Returns how many rows went.
+ * statement never holds many locks. Several reapers pruning at once are safe:
+ * a row another one deleted first is simply not counted (the services' role
+ * has no UPDATE on this table, so rows cannot be claimed FOR UPDATE).
+ * Returns how many rows went.
  */
 export async function deleteIdempotentBatchOlderThan(ex: Executor, cutoff: Date, limit: number): Promise<number> {
   const r = await ex
@@ -49,8 +51,6 @@ export async function deleteIdempotentBatchOlderThan(ex: Executor, cutoff: Date,
           .select(['principal_id', 'key'])
           .where('created_at', '<', cutoff)
           .limit(limit)
-          .forUpdate()
-          .skipLocked()
           .$asTuple('principal_id', 'key'),
       ),
     )

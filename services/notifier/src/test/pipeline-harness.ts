@@ -6,7 +6,7 @@ import type { Db, ProfileFields } from '@countersign/db';
 import { type SinkMessage, type SmtpSink, startSmtpSink } from '@countersign/devstack';
 import { actorOf } from '@countersign/domain';
 import { createLogger, createRegistry, metricFactories, type Registry } from '@countersign/observability';
-import { createRedis, openQueue, type QueueContext, type Worker } from '@countersign/queues';
+import { createRedis, createWorker, openQueue, type QueueContext, type Worker } from '@countersign/queues';
 import {
   createTestDatabase,
   csrFor,
@@ -52,6 +52,8 @@ export interface Pipeline {
   /** Signs one released job like the issuer does. */
   issue(jobId: string): Promise<void>;
   startNotifier(opts?: { mailer?: Mailer | null; smtpTimeoutMs?: number; concurrency?: number }): Worker;
+  /** An issuer worker on the issuance queue (the issuer service's handler). */
+  startIssuer(): Worker;
   gatedProfile(overrides: Partial<ProfileFields>, approvers?: string[]): Promise<string>;
   submit(
     who: SeededPrincipal,
@@ -63,10 +65,12 @@ export interface Pipeline {
   close(): Promise<void>;
 }
 
-export async function startPipeline(opts: { redisUrl?: string } = {}): Promise<Pipeline> {
-  const tdb = await createTestDatabase();
+export async function startPipeline(
+  opts: { redisUrl?: string; existing?: { tdb: TestDatabase; org: SeededOrg } } = {},
+): Promise<Pipeline> {
+  const tdb = opts.existing?.tdb ?? (await createTestDatabase());
   const db = tdb.handle.db;
-  const org = await seedOrg(db);
+  const org = opts.existing?.org ?? (await seedOrg(db));
   const redisUrl = opts.redisUrl ?? tdb.redisUrl;
   const prefix = randomQueuePrefix();
   const producer = createRedis(redisUrl, 'producer');
@@ -129,6 +133,11 @@ export async function startPipeline(opts: { redisUrl?: string } = {}): Promise<P
       workers.push(worker);
       return worker;
     },
+    startIssuer: () => {
+      const worker = createWorker('issuance', workerCtx, (data) => handler(data.job_id), { concurrency: 4 });
+      workers.push(worker);
+      return worker;
+    },
     gatedProfile: async (overrides, approvers = [org.operator1.id, org.operator2.id]) => {
       const p = await saveProfile(
         db,
@@ -164,7 +173,7 @@ export async function startPipeline(opts: { redisUrl?: string } = {}): Promise<P
         rm(sinkDir, { recursive: true, force: true }),
         rm(caDir, { recursive: true, force: true }),
       ]);
-      await tdb.drop();
+      if (!opts.existing) await tdb.drop();
     },
   };
   return pipeline;

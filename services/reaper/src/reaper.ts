@@ -1,0 +1,160 @@
+import type { Db } from '@countersign/db';
+import { type Logger, metricFactories, type Registry } from '@countersign/observability';
+import {
+  createWorker,
+  MAINTENANCE_TASKS,
+  type MaintenanceTask,
+  openQueue,
+  type QueueContext,
+  UnrecoverableError,
+  type Worker,
+} from '@countersign/queues';
+import type { WorkflowSettings } from '@countersign/workflow';
+import { declareSchedules, localSchedules, type ScheduleSettings, scheduleSpecs } from './schedules.ts';
+import { expireApprovalsTask } from './tasks/expire-approvals.task.ts';
+import { refreshGaugesTask } from './tasks/gauges.task.ts';
+import { pruneIdempotencyTask } from './tasks/prune-idempotency.task.ts';
+import { reconcileReleasedTask } from './tasks/reconcile-released.task.ts';
+import { renewalScanTask } from './tasks/renewal-scan.task.ts';
+import { type ChainsReport, verifyAuditTask } from './tasks/verify-audit.task.ts';
+
+/**
+ * The reaper, assembled from injected clients: its tasks, the job schedulers
+ * that fire them on the `maintenance` queue, the worker that runs them, and
+ * its local timers (gauges, scheduler check). main.ts passes the process's
+ * clients; tests start several of these against one Redis to play replicas.
+ */
+export interface ReaperSettings extends ScheduleSettings {
+  readonly workflow: WorkflowSettings;
+  readonly reconcileGraceMs: number;
+  readonly batchSize: number;
+  readonly idempotencyTtlMs: number;
+  /** Batches one task run may take before leaving the rest to the next run. */
+  readonly maxBatchesPerRun?: number;
+}
+
+export interface ReaperDeps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** Producer connection (queues, schedulers). */
+  readonly queues: QueueContext;
+  /** Blocking connection for the worker. */
+  readonly workerQueues: QueueContext;
+  readonly settings: ReaperSettings;
+  /** Verifies every org's audit chain (the ledger's verifyAllChains). */
+  readonly verifyAudit: () => Promise<ChainsReport>;
+}
+
+export type TaskTable = Record<MaintenanceTask, () => Promise<unknown>>;
+
+export function buildTasks(deps: ReaperDeps, queues: ReturnType<typeof openQueues>): TaskTable {
+  const { db, log, registry, settings } = deps;
+  const decisions = metricFactories.decisions(registry);
+  const pendingAge = metricFactories.pendingAge(registry);
+  const chainOk = metricFactories.auditChainOk(registry);
+  const maxBatches = settings.maxBatchesPerRun ?? 50;
+  const batchSize = settings.batchSize;
+  return {
+    'expire-approvals': expireApprovalsTask({
+      db,
+      log,
+      batchSize,
+      maxBatches,
+      onExpired: ({ profileId, waitedSeconds }) => {
+        decisions.inc({ outcome: 'expired', profile_id: profileId });
+        pendingAge.observe({ profile_id: profileId }, waitedSeconds);
+      },
+    }),
+    'reconcile-released': reconcileReleasedTask({
+      db,
+      log,
+      issuance: queues.issuance,
+      graceMs: settings.reconcileGraceMs,
+      batchSize,
+      maxBatches,
+    }),
+    'renewal-scan': renewalScanTask({ db, log, settings: settings.workflow, batchSize, maxBatches }),
+    'verify-audit': verifyAuditTask({ log, verify: deps.verifyAudit, setChainOk: (ok) => chainOk.set(ok ? 1 : 0) }),
+    'prune-idempotency': pruneIdempotencyTask({ db, ttlMs: settings.idempotencyTtlMs, batchSize, maxBatches }),
+  };
+}
+
+function openQueues(ctx: QueueContext) {
+  return {
+    maintenance: openQueue('maintenance', ctx),
+    issuance: openQueue('issuance', ctx),
+    notifications: openQueue('notifications', ctx),
+    renewalRequests: openQueue('renewal-requests', ctx),
+  };
+}
+
+export interface Reaper {
+  readonly worker: Worker;
+  readonly tasks: TaskTable;
+  readonly queues: ReturnType<typeof openQueues>;
+  /** Runs one task now, outside the schedule (tests, operators). */
+  run(task: MaintenanceTask): Promise<unknown>;
+  refreshGauges(): Promise<void>;
+  checkSchedules(): Promise<{ written: string[]; removed: string[] }>;
+  close(): Promise<void>;
+}
+
+export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
+  const { log, settings } = deps;
+  const queues = openQueues(deps.queues);
+  const tasks = buildTasks(deps, queues);
+  const specs = scheduleSpecs(settings);
+  const local = localSchedules(settings, specs);
+
+  const run = async (task: MaintenanceTask): Promise<unknown> => {
+    const started = Date.now();
+    const result = await tasks[task]();
+    log.info({ task, ms: Date.now() - started, result }, 'maintenance task done');
+    return result;
+  };
+
+  const refreshGauges = refreshGaugesTask({
+    db: deps.db,
+    queues: Object.values(queues),
+    pending: metricFactories.pendingGauge(deps.registry),
+    queueJobs: metricFactories.queueJobs(deps.registry),
+  });
+  const checkSchedules = () => declareSchedules(queues.maintenance, specs, log);
+
+  await checkSchedules();
+  const worker = createWorker(
+    'maintenance',
+    deps.workerQueues,
+    async (_data, job) => {
+      const task = MAINTENANCE_TASKS.find((t) => t === job.name);
+      if (!task) throw new UnrecoverableError(`no handler for maintenance task "${job.name}"`);
+      return run(task);
+    },
+    // One slot per task, so a long audit verification never delays an expiry run.
+    { concurrency: MAINTENANCE_TASKS.length },
+  );
+  worker.on('failed', (job, err) => log.error({ task: job?.name, err: err.message }, 'maintenance task failed'));
+  worker.on('error', (err) => log.warn({ err: err.message }, 'maintenance worker error'));
+
+  const guard = (what: string, fn: () => Promise<unknown>) => () =>
+    void fn().catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, what));
+  const gaugeTimer = setInterval(guard('gauge refresh failed', refreshGauges), local.gaugeRefreshMs);
+  const scheduleTimer = setInterval(guard('scheduler check failed', checkSchedules), local.schedulerCheckMs);
+  void guard('gauge refresh failed', refreshGauges)();
+
+  return {
+    worker,
+    tasks,
+    queues,
+    run,
+    refreshGauges,
+    checkSchedules,
+    close: async () => {
+      clearInterval(gaugeTimer);
+      clearInterval(scheduleTimer);
+      await worker.close();
+      await Promise.all(Object.values(queues).map((q) => q.close()));
+    },
+  };
+}

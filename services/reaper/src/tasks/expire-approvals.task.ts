@@ -1,0 +1,43 @@
+import type { Db } from '@countersign/db';
+import type { Logger } from '@countersign/observability';
+import { expireDue } from '@countersign/workflow';
+
+/**
+ * Ends pending approval requests past their deadline, in bounded batches (one
+ * transaction each) until none are due or the run's batch budget is spent; the
+ * next run continues. expireDue claims rows with SKIP LOCKED and decides
+ * compare-and-set, and writes the job cancellation ('approval expired'), the
+ * outbox event that mails the requester and one audit record per request, so
+ * a late run, a repeated run or two reapers at once expire each request once.
+ * Metrics count only what this run expired.
+ */
+export interface ExpireDeps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly batchSize: number;
+  readonly maxBatches: number;
+  readonly onExpired: (e: { profileId: string; waitedSeconds: number }) => void;
+  readonly now?: () => Date;
+}
+
+export function expireApprovalsTask(deps: ExpireDeps) {
+  return async (): Promise<{ expired: number; batches: number }> => {
+    let expired = 0;
+    let batches = 0;
+    while (batches < deps.maxBatches) {
+      const rows = await expireDue(deps.db, deps.now?.() ?? new Date(), deps.batchSize);
+      batches++;
+      for (const a of rows) {
+        const waited = ((a.decided_at ?? new Date()).getTime() - a.requested_at.getTime()) / 1000;
+        deps.onExpired({ profileId: a.profile_id, waitedSeconds: waited });
+        deps.log.info(
+          { approval_id: a.id, job_id: a.job_id, requested_at: a.requested_at, expires_at: a.expires_at },
+          'approval request expired',
+        );
+      }
+      expired += rows.length;
+      if (rows.length < deps.batchSize) break;
+    }
+    return { expired, batches };
+  };
+}
