@@ -6,6 +6,7 @@ import type {
   ApprovalDiff,
   Certificate,
   CertificateVersion,
+  ClientCertificateBinding,
   CreatedApiKey,
   Job,
   Principal,
@@ -138,6 +139,15 @@ const apiKeyKeys: Record<keyof CreatedApiKey, true> = {
   expires_at: true,
   created_at: true,
 };
+const bindingKeys: Record<keyof ClientCertificateBinding, true> = {
+  id: true,
+  principal_id: true,
+  match_kind: true,
+  match_value: true,
+  name: true,
+  created_by: true,
+  created_at: true,
+};
 const diffKeys: Record<keyof ApprovalDiff, true> = {
   approval_id: true,
   job_id: true,
@@ -181,6 +191,7 @@ describe('the client against the served OpenAPI document', () => {
     expect(keys(principalKeys)).toEqual(answerKeys('get', '/api/v1/me', '200'));
     expect(keys(apiKeyKeys)).toEqual(answerKeys('post', '/api/v1/principals/{id}/api-keys', '201'));
     expect(keys(diffKeys)).toEqual(answerKeys('get', '/api/v1/approvals/{id}/diff', '200'));
+    expect(keys(bindingKeys)).toEqual(answerKeys('post', '/api/v1/principals/{id}/client-certificates', '201'));
     expect(['approval', 'certificate', 'job']).toEqual(answerKeys('post', '/api/v1/certificates', '202'));
     expect(['approval', 'job']).toEqual(answerKeys('post', '/api/v1/certificates/{id}/renew', '202'));
   });

@@ -115,6 +115,20 @@ describe('CountersignClient', () => {
     expect(err.code).toBe('not_found');
   });
 
+  it('binds, lists and deletes a client certificate for a service principal (admin)', async () => {
+    const admin = live.client(live.org.admin.key);
+    const svc = await admin.createPrincipal({ name: 'deploy-bot', role: 'requester', kind: 'service' });
+    const bound = await admin.bindClientCertificate(svc.id, { san: 'DNS:deploy-bot.example.test', name: 'ci' });
+    expect(bound).toMatchObject({ principal_id: svc.id, match_kind: 'san' });
+    const listed = await admin.listClientCertificates({ principal_id: svc.id });
+    expect(listed.items.map((b) => b.id)).toEqual([bound.id]);
+    expect(await admin.deleteClientCertificate(bound.id)).toEqual({ id: bound.id, deleted: true });
+    const refused = await failure(
+      live.client(live.org.operator1.key).bindClientCertificate(svc.id, { san: 'DNS:x.example.test' }),
+    );
+    expect(refused.code).toBe('forbidden');
+  });
+
   it('pages through a list', async () => {
     const op = live.client(live.org.operator1.key);
     for (let i = 0; i < 3; i++) await live.requestGated(`page${i}.example.test`);

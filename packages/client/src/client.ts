@@ -10,6 +10,8 @@ import type {
   AuditVerification,
   Certificate,
   CertificateRequest,
+  ClientCertificateBinding,
+  ClientCertificateInput,
   CreatedApiKey,
   Job,
   Page,
@@ -172,6 +174,17 @@ export class CountersignClient {
   }
   revokeApiKey(id: string): Promise<{ id: string; revoked: boolean }> {
     return this.json('revokeApiKey', { params: { id } });
+  }
+
+  /** Binds a client certificate (mTLS) to a principal: by fingerprint, SAN, or the certificate itself. */
+  bindClientCertificate(principalId: string, body: ClientCertificateInput): Promise<ClientCertificateBinding> {
+    return this.json('bindClientCertificate', { params: { id: principalId }, body });
+  }
+  listClientCertificates(query: PageQuery & { principal_id?: string } = {}): Promise<Page<ClientCertificateBinding>> {
+    return this.json('listClientCertificates', { query: { ...query } });
+  }
+  deleteClientCertificate(id: string): Promise<{ id: string; deleted: boolean }> {
+    return this.json('deleteClientCertificate', { params: { id } });
   }
 
   requestCertificate(body: CertificateRequest, opts: IdempotencyOptions = {}): Promise<RequestResult> {

@@ -29,6 +29,9 @@ export const ROUTES = {
   createPrincipal: { method: 'POST', path: '/api/v1/principals' },
   createApiKey: { method: 'POST', path: '/api/v1/principals/{id}/api-keys' },
   revokeApiKey: { method: 'DELETE', path: '/api/v1/api-keys/{id}' },
+  bindClientCertificate: { method: 'POST', path: '/api/v1/principals/{id}/client-certificates' },
+  listClientCertificates: { method: 'GET', path: '/api/v1/client-certificates' },
+  deleteClientCertificate: { method: 'DELETE', path: '/api/v1/client-certificates/{id}' },
 
   requestCertificate: { method: 'POST', path: '/api/v1/certificates' },
   listCertificates: { method: 'GET', path: '/api/v1/certificates' },

@@ -37,6 +37,25 @@ export interface CreatedApiKey {
   created_at: string;
 }
 
+/** A client certificate bound to a (service) principal for mTLS. */
+export interface ClientCertificateBinding {
+  id: string;
+  principal_id: string;
+  match_kind: 'fingerprint' | 'san';
+  match_value: string;
+  name: string | null;
+  created_by: string;
+  created_at: string;
+}
+
+/** Exactly one of fingerprint, san (`DNS:` or `URI:`) or certificate (PEM, its fingerprint is bound). */
+export interface ClientCertificateInput {
+  fingerprint?: string;
+  san?: string;
+  certificate?: string;
+  name?: string;
+}
+
 export interface Profile {
   id: string;
   name: string;
