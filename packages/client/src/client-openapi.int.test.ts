@@ -205,7 +205,7 @@ describe('the client against the served OpenAPI document', () => {
     const checkpoints = doc.paths['/api/v1/audit/checkpoints']?.get;
     if (checkpoints) {
       const k = answerKeys('get', '/api/v1/audit/checkpoints', '200', (s) => s.properties.items.items);
-      expect(k).toEqual(['at', 'head_hash', 'key_id', 'org_id', 'seq', 'signature']);
+      for (const f of ['at', 'head_hash', 'key_id', 'org_id', 'seq', 'signature']) expect(k).toContain(f);
     }
   });
 });

@@ -5,6 +5,7 @@ import type {
   ApprovalDiff,
   ApprovalQuery,
   AuditCheckpoint,
+  AuditPublicKey,
   AuditQuery,
   AuditRecord,
   AuditVerification,
@@ -235,11 +236,26 @@ export class CountersignClient {
   listAudit(query: AuditQuery = {}): Promise<Page<AuditRecord>> {
     return this.json('listAudit', { query: { ...query } });
   }
-  verifyAudit(): Promise<AuditVerification> {
-    return this.json('verifyAudit');
+  /** Verifies the org's hash chain on the server: `full` (default) or only the `tail` since the last checkpoint. */
+  verifyAudit(query: { mode?: 'full' | 'tail' } = {}): Promise<AuditVerification> {
+    return this.json('verifyAudit', { query: { ...query } });
   }
   listAuditCheckpoints(query: PageQuery = {}): Promise<Page<AuditCheckpoint>> {
     return this.json('listAuditCheckpoints', { query: { ...query } });
+  }
+  createAuditCheckpoint(): Promise<AuditCheckpoint> {
+    return this.json('createAuditCheckpoint', { body: {} });
+  }
+  getAuditCheckpoint(id: string): Promise<AuditCheckpoint> {
+    return this.json('getAuditCheckpoint', { params: { id } });
+  }
+  getAuditPublicKey(): Promise<AuditPublicKey> {
+    return this.json('getAuditPublicKey');
+  }
+  /** The ledger as JSON lines (a checkpoint first), for `countersign audit verify --checkpoint` offline. */
+  async exportAudit(query: { checkpoint_id?: string } = {}): Promise<string> {
+    const res = await this.call('exportAudit', { query: { ...query }, accept: '*/*' });
+    return res.text();
   }
 
   /** Walks every page of a list endpoint; `maxPages` bounds a runaway listing. */

@@ -52,6 +52,10 @@ export const ROUTES = {
   listAudit: { method: 'GET', path: '/api/v1/audit', optional: true },
   verifyAudit: { method: 'GET', path: '/api/v1/audit/verify', optional: true },
   listAuditCheckpoints: { method: 'GET', path: '/api/v1/audit/checkpoints', optional: true },
+  createAuditCheckpoint: { method: 'POST', path: '/api/v1/audit/checkpoints', optional: true },
+  getAuditCheckpoint: { method: 'GET', path: '/api/v1/audit/checkpoints/{id}', optional: true },
+  getAuditPublicKey: { method: 'GET', path: '/api/v1/audit/public-key', optional: true },
+  exportAudit: { method: 'GET', path: '/api/v1/audit/export', optional: true },
 } as const satisfies Record<string, RouteSpec>;
 
 export type OperationId = keyof typeof ROUTES;

@@ -227,9 +227,11 @@ export interface AuditVerification {
   head: { seq: number | string; hash: string };
   first_bad_seq: number | string | null;
   reason?: string | null;
+  /** The newest signed checkpoint the verified chain was held against, when the server reports it. */
+  checkpoint?: { id: string; seq: number | string } | null;
 }
 
-/** A signed audit checkpoint. */
+/** A signed audit checkpoint (Ed25519 over the chain head of one org). */
 export interface AuditCheckpoint {
   org_id: string;
   seq: number | string;
@@ -237,17 +239,34 @@ export interface AuditCheckpoint {
   at: string;
   signature: string;
   key_id: string;
+  id?: string;
+  type?: string;
+  algorithm?: string;
+}
+
+export interface AuditPublicKey {
+  key_id: string;
+  algorithm: string;
+  public_key_pem: string;
 }
 
 export interface AuditRecord {
   seq: number | string;
   at: string;
+  actor_id: string;
+  actor_type: string;
   action: string;
-  [field: string]: unknown;
+  resource_type: string;
+  resource_id: string;
+  details: unknown;
+  prev_hash: string;
+  hash: string;
 }
 
 export interface AuditQuery extends PageQuery {
   action?: string;
   resource_id?: string;
   actor?: string;
+  from?: string;
+  to?: string;
 }
