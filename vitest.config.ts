@@ -29,6 +29,14 @@ export default defineConfig({
         },
       },
       {
+        // Deployment artefacts (compose, Kubernetes, Prometheus rules, Grafana): parsed and cross-checked, no I/O.
+        test: {
+          name: 'infra',
+          include: ['test/infra/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
+      {
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.e2e.test.ts'],

@@ -1,4 +1,4 @@
-import { type Logger, pino } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger } from 'pino';
 
@@ -12,6 +12,26 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'req.headers["x-api-key"]',
+  'req.headers["set-cookie"]',
+  'res.headers["set-cookie"]',
+  'headers.cookie',
+  'headers["set-cookie"]',
+  'cookie',
+  '*.authorization',
+  '*.cookie',
+  'body.key',
+  'keyPem',
+  'key_pem',
+  'caKeyPem',
+  'passphrase',
+  'session',
+  '*.keyPem',
+  '*.key_pem',
+  '*.passphrase',
+  '*.privateKey',
+  '*.key',
+  '*.apiKey',
+  'apiKey',
   'api_key',
   'key',
   'secret',
@@ -31,12 +51,14 @@ export const REDACT_PATHS = [
   '*.privateKeyPem',
 ];
 
-export function createLogger(service: string, level = 'info'): Logger {
-  return pino({
+/** `destination` defaults to stdout; tests pass a stream to read what would be written. */
+export function createLogger(service: string, level = 'info', destination?: DestinationStream): Logger {
+  const options = {
     level,
     base: { service },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

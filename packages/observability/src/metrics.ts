@@ -37,6 +37,17 @@ export const metricFactories = {
       labelNames: ['profile_id'] as const,
       registers: [r],
     }),
+  /**
+   * Beyond SPEC §7, for the "about to expire" alert: seconds until the earliest
+   * pending request of a profile expires (exported by the reaper with the pending gauge).
+   */
+  nextExpiry: (r: Registry) =>
+    new Gauge({
+      name: 'countersign_approval_next_expiry_seconds',
+      help: 'Seconds until the earliest pending approval request of the profile expires',
+      labelNames: ['profile_id'] as const,
+      registers: [r],
+    }),
   issued: (r: Registry) =>
     new Counter({
       name: 'countersign_certificates_issued_total',

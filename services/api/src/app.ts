@@ -23,6 +23,7 @@ import { certificateRoutes } from './routes/certificates.routes.ts';
 import { clientCertificateRoutes } from './routes/client-certificates.routes.ts';
 import { consoleRoutes } from './routes/console.routes.ts';
 import { diffRoutes } from './routes/diff.routes.ts';
+import { type QueueDashboardDeps, queueDashboardRoutes } from './routes/queues-dashboard.routes.ts';
 import { ProblemSchema } from './schemas.ts';
 
 /**
@@ -43,6 +44,8 @@ export interface ApiDeps {
   readonly limits?: AbuseLimits;
   /** Sees every route as it is registered (the authorization matrix builds its table from this). */
   readonly onRoute?: (route: RouteOptions) => void;
+  /** Mounts the BullMQ dashboard at /admin/queues (admins only) when given. */
+  readonly queueDashboard?: QueueDashboardDeps;
 }
 
 // ajv-formats is CommonJS; its default export arrives wrapped under NodeNext.
@@ -153,5 +156,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   approvalRoutes(app, deps.db, deps.onDecision);
   diffRoutes(app, deps.db);
   await consoleRoutes(app);
+  if (deps.queueDashboard) await queueDashboardRoutes(app, deps.db, deps.queueDashboard);
   return app;
 }

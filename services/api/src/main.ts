@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { verifyAllChains } from '@countersign/db';
 import { metricFactories } from '@countersign/observability';
-import { createWorker } from '@countersign/queues';
+import { createWorker, openQueue, QUEUE_NAMES } from '@countersign/queues';
 import { closeSharedClients, startService } from '@countersign/runtime';
 import { buildApi } from './app.ts';
 import { intakeHandler } from './intake.handler.ts';
@@ -49,6 +49,9 @@ const verifyOnStart = async () => {
 };
 rt.addReadiness('audit_chain', async () => chain);
 
+// The dashboard's queues ride the producer connection; they only read and act on request.
+const dashboardQueues = Object.values(QUEUE_NAMES).map((name) => openQueue(name, rt.queues));
+
 const api = await buildApi({
   db,
   log,
@@ -78,6 +81,13 @@ const api = await buildApi({
     submitPerMinute: config.rateLimitSubmitPerMinute,
     decidePerMinute: config.rateLimitDecidePerMinute,
     maxOpenRequests: config.maxOpenRequests,
+  },
+  queueDashboard: {
+    queues: dashboardQueues,
+    redis: rt.redis,
+    keyPrefix: config.queuePrefix,
+    secureCookie: config.publicUrl.startsWith('https:'),
+    publicUrl: config.publicUrl,
   },
 });
 
@@ -117,5 +127,6 @@ void verifyOnStart().catch((err: unknown) => {
 rt.shutdown.add('mtls', async () => mtls?.close());
 rt.shutdown.add('http', () => api.close());
 rt.shutdown.add('intake worker', () => intake.close());
+rt.shutdown.add('dashboard queues', () => Promise.all(dashboardQueues.map((q) => q.close())));
 closeSharedClients(rt);
 rt.shutdown.installSignalHandlers();
