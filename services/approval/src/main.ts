@@ -21,6 +21,7 @@ if (config.approvalBypass) {
 }
 
 const decisions = metricFactories.decisions(registry);
+const pendingAge = metricFactories.pendingAge(registry);
 const outboxLag = metricFactories.outboxLag(registry);
 const issuance = openQueue('issuance', rt.queues);
 const notifications = openQueue('notifications', rt.queues);
@@ -32,7 +33,11 @@ const relay = createRelay({
   notifications,
   batchSize: 200,
   bypass: config.approvalBypass ? (id) => bypass(db, id) : null,
-  onBypassed: (r) => decisions.inc({ outcome: 'bypassed', profile_id: r.approval.profile_id }),
+  onBypassed: ({ approval }) => {
+    decisions.inc({ outcome: 'bypassed', profile_id: approval.profile_id });
+    const waited = ((approval.decided_at ?? new Date()).getTime() - approval.requested_at.getTime()) / 1000;
+    pendingAge.observe({ profile_id: approval.profile_id }, waited);
+  },
 });
 
 // LISTEN needs a direct session (it does not survive transaction pooling), so it gets its own client.
