@@ -231,7 +231,32 @@ describe('exactly once per recipient', () => {
     ]);
   });
 
-  it('records deliveries as skipped, and logs them, when no SMTP server is configured', async () => {
+  it('audits and mails a reminder round once when its message is delivered several times at once', async () => {
+    const profileId = await p.gatedProfile({ escalation_after_seconds: 3_600 });
+    const r = await p.submit(p.org.requester, profileId, 'dupround.example.test');
+    const payload = { kind: 'approval_escalation' as const, org_id: p.org.orgId, approval_id: r.approvalId, round: 1 };
+    const ids = Array.from({ length: 6 }, (_, i) => `dup-esc-${r.approvalId}-${i}`);
+    await Promise.all(ids.map((jobId) => enqueue(p.notifications, 'notifications', payload, { jobId })));
+    await eventually('all copies processed', async () => {
+      const states = await Promise.all(ids.map(async (id) => (await p.notifications.getJob(id))?.getState()));
+      return states.every((s) => s === 'completed');
+    });
+    const audited = await p.db
+      .selectFrom('audit_records')
+      .select('details')
+      .where('resource_id', '=', r.approvalId)
+      .where('action', '=', 'approval_escalated')
+      .execute();
+    expect(audited).toHaveLength(1);
+    const to = p.sink
+      .messages()
+      .filter((m) => m.subject.includes('Reminder 1:') && m.text.includes(r.approvalId))
+      .flatMap((m) => m.to)
+      .sort();
+    expect(to).toEqual([addr('admin'), addr('operator1'), addr('operator2')]);
+  });
+
+  it('records deliveries as skipped, with the reason, when no SMTP server is configured', async () => {
     const q = await startPipeline();
     try {
       q.startNotifier({ mailer: null });
@@ -364,5 +389,32 @@ describe('escalation reminders through BullMQ delays', () => {
     await sleep(4_500);
     expect(await auditedRounds(r.approvalId)).toEqual([1, 2]);
     expect([...reminderRounds(r.approvalId).keys()].sort()).toEqual([1, 2]);
+  });
+});
+
+describe('a late reminder', () => {
+  it('sends one reminder for a round that fired late and spaces the next a full interval out, no burst', async () => {
+    const q = await startPipeline();
+    try {
+      const profileId = await q.gatedProfile({ escalation_after_seconds: 1, approval_timeout_seconds: 120 });
+      const r = await q.submit(q.org.requester, profileId, 'late.example.test');
+      await q.drain();
+      // No notifier for 3.5 intervals: rounds 1 to 3 were due meanwhile.
+      await sleep(3_500);
+      q.startNotifier();
+      await eventually('first reminder', async () => q.sink.messages().some((m) => m.subject.includes('Reminder 1:')));
+      await sleep(700);
+      expect(q.sink.messages().filter((m) => m.subject.includes('Reminder 2:'))).toHaveLength(0);
+      await eventually('second reminder', async () => q.sink.messages().some((m) => m.subject.includes('Reminder 2:')));
+      const audited = await q.db
+        .selectFrom('audit_records')
+        .select('details')
+        .where('resource_id', '=', r.approvalId)
+        .where('action', '=', 'approval_escalated')
+        .execute();
+      expect(audited.map((a) => (a.details as { round: number }).round)).toEqual([1, 2]);
+    } finally {
+      await q.close();
+    }
   });
 });

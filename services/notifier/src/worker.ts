@@ -248,12 +248,18 @@ export function buildNotifier(deps: NotifierDeps) {
     return { status: 'delivered', ...summary, next_round: nextRound };
   }
 
-  /** Same interval as the first reminder, anchored to it so late runs do not drift; none past the deadline. */
+  /**
+   * The next reminder, the same interval after this round's due time so
+   * reminders do not drift. When this round ran late (a notifier was down),
+   * the next one comes a full interval from now instead: no burst of
+   * catch-up reminders. None past the request's deadline.
+   */
   async function scheduleNext(a: ApprovalRow, round: number, at: Date): Promise<number | null> {
     if (!a.escalate_at) return null;
     const interval = a.escalate_at.getTime() - a.requested_at.getTime();
     if (interval <= 0) return null;
-    const nextAt = a.escalate_at.getTime() + round * interval;
+    const anchored = a.escalate_at.getTime() + round * interval;
+    const nextAt = anchored - at.getTime() < interval / 2 ? at.getTime() + interval : anchored;
     if (nextAt >= a.expires_at.getTime()) return null;
     await enqueue(
       deps.notifications,

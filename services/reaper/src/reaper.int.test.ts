@@ -2,12 +2,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedis } from '@countersign/devstack';
-import { createRedis, createWorker, enqueue, jobIds, MAINTENANCE_TASKS } from '@countersign/queues';
+import { createLogger } from '@countersign/observability';
+import { createRedis, createWorker, enqueue, jobIds, MAINTENANCE_TASKS, openQueue } from '@countersign/queues';
+import { randomQueuePrefix } from '@countersign/testing';
 import { approve, reject } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiHarness } from '../../api/src/test/api-harness.ts';
 import { eventually, type Pipeline, sleep, startPipeline } from '../../notifier/src/test/pipeline-harness.ts';
 import { declareSchedules, scheduleSpecs } from './schedules.ts';
+import { pruneIdempotencyTask } from './tasks/prune-idempotency.task.ts';
+import { reconcileReleasedTask } from './tasks/reconcile-released.task.ts';
 import { FAST, startTestReaper, type TestReaper } from './test/reaper-harness.ts';
 
 const count = async (p: Pipeline, sql: string, values: unknown[] = []) =>
@@ -192,7 +196,15 @@ describe('reconciliation', () => {
 
   it('replaces a message that failed while its job was never finished', async () => {
     const p = await startPipeline();
-    const reaper = await startTestReaper(p, { reconcileEveryMs: 3_600_000, reconcileGraceMs: 500 });
+    // The task alone, so no scheduled run races the one under test.
+    const reconcile = reconcileReleasedTask({
+      db: p.db,
+      log: createLogger('reaper-test', 'silent'),
+      issuance: p.issuance,
+      graceMs: 500,
+      batchSize: 100,
+      maxBatches: 10,
+    });
     try {
       const r = await p.submit(p.org.requester, p.org.open.id, 'failed-msg.example.test');
       // The message ended failed (its attempts spent while the database was down); the row is still pending.
@@ -208,7 +220,7 @@ describe('reconciliation', () => {
       await eventually('message failed', async () => (await job.getState()) === 'failed');
       await failing.close();
       await sleep(600);
-      expect(await reaper.run('reconcile-released')).toEqual({ checked: 1, readded: 0, replaced: 1 });
+      expect(await reconcile()).toEqual({ checked: 1, readded: 0, replaced: 1 });
       p.startIssuer();
       await eventually(
         'issued',
@@ -216,8 +228,8 @@ describe('reconciliation', () => {
           (await count(p, `SELECT count(*) n FROM jobs WHERE id = $1 AND status = 'completed'`, [r.job.id])) === 1,
       );
       expect(await count(p, 'SELECT count(*) n FROM certificate_versions WHERE job_id = $1', [r.job.id])).toBe(1);
+      expect(await reconcile()).toEqual({ checked: 0, readded: 0, replaced: 0 });
     } finally {
-      await reaper.close();
       await p.close();
     }
   });
@@ -309,23 +321,21 @@ describe('housekeeping, gauges and schedules', () => {
   });
   afterAll(async () => p?.close());
 
-  it('prunes idempotency keys past their window, in batches, and keeps the recent ones', async () => {
-    const reaper = await startTestReaper(p, { batchSize: 2, idempotencyTtlMs: 3_600_000 });
-    try {
-      for (let i = 0; i < 5; i++) {
-        await p.tdb.superuser(
-          `INSERT INTO idempotency_keys (principal_id, key, org_id, request_hash, response_status, response_body, created_at)
-           VALUES ($1, $2, $3, 'h', 202, '{}', now() - ($4 || ' hours')::interval)`,
-          [p.org.requester.id, `k${i}`, p.org.orgId, i < 3 ? '2' : '0'],
-        );
-      }
-      const [x, y] = await Promise.all([reaper.run('prune-idempotency'), reaper.run('prune-idempotency')]);
-      expect((x as { deleted: number }).deleted + (y as { deleted: number }).deleted).toBe(3);
-      const left = await p.tdb.superuser<{ key: string }>('SELECT key FROM idempotency_keys ORDER BY key');
-      expect(left.rows.map((r) => r.key)).toEqual(['k3', 'k4']);
-    } finally {
-      await reaper.close();
+  it('prunes idempotency keys past their window, in bounded batches, and keeps the recent ones', async () => {
+    // The task alone (no scheduler of a running reaper racing it), so the counts are exact.
+    const task = (maxBatches: number) => pruneIdempotencyTask({ db: p.db, ttlMs: 3_600_000, batchSize: 2, maxBatches });
+    for (let i = 0; i < 5; i++) {
+      await p.tdb.superuser(
+        `INSERT INTO idempotency_keys (principal_id, key, org_id, request_hash, response_status, response_body, created_at)
+         VALUES ($1, $2, $3, 'h', 202, '{}', now() - ($4 || ' hours')::interval)`,
+        [p.org.requester.id, `k${i}`, p.org.orgId, i < 3 ? '2' : '0'],
+      );
     }
+    expect(await task(1)()).toEqual({ deleted: 2 });
+    const [x, y] = await Promise.all([task(10)(), task(10)()]);
+    expect(x.deleted + y.deleted).toBe(1);
+    const left = await p.tdb.superuser<{ key: string }>('SELECT key FROM idempotency_keys ORDER BY key');
+    expect(left.rows.map((r) => r.key)).toEqual(['k3', 'k4']);
   });
 
   it('exports pending approvals per profile and queue depths, and verifies the audit chain', async () => {
@@ -356,8 +366,8 @@ describe('housekeeping, gauges and schedules', () => {
   });
 
   it('declares every schedule once with versioned ids in UTC, retires old versions and restores lost ones', async () => {
-    const reaper = await startTestReaper(p);
-    const maintenance = reaper.queues.maintenance;
+    // The queue alone: a running reaper's own scheduler check would race the calls under test.
+    const maintenance = openQueue('maintenance', { connection: p.ctx.connection, prefix: randomQueuePrefix() });
     const specs = scheduleSpecs(FAST);
     await maintenance.upsertJobScheduler('expire-approvals-v0', { every: 60_000 }, { name: 'expire-approvals' });
     await maintenance.upsertJobScheduler('future-task-v1', { every: 60_000 }, { name: 'future-task' });
@@ -378,6 +388,6 @@ describe('housekeeping, gauges and schedules', () => {
     expect(all.some((s) => s.key === 'future-task-v1')).toBe(true);
     await maintenance.removeJobScheduler('reconcile-released-v1');
     expect((await declareSchedules(maintenance, specs, log)).written).toEqual(['reconcile-released-v1']);
-    await reaper.close();
+    await maintenance.close();
   });
 });

@@ -48,11 +48,38 @@ export interface ReaperDeps {
 
 export type TaskTable = Record<MaintenanceTask, () => Promise<unknown>>;
 
-export function buildTasks(deps: ReaperDeps, queues: ReturnType<typeof openQueues>): TaskTable {
+/**
+ * The scheduled verification runs on one reaper; its result is kept in Redis
+ * so every reaper exports the same countersign_audit_chain_ok. A reaper that
+ * has seen no result yet exports no value rather than a misleading 0.
+ */
+function chainStatus(deps: ReaperDeps) {
+  const key = `${deps.queues.prefix}:audit-chain-status`;
+  let gauge: ReturnType<typeof metricFactories.auditChainOk> | null = null;
+  const show = (ok: boolean) => {
+    gauge ??= metricFactories.auditChainOk(deps.registry);
+    gauge.set(ok ? 1 : 0);
+  };
+  return {
+    publish: async (ok: boolean) => {
+      show(ok);
+      await deps.queues.connection.set(key, JSON.stringify({ ok, at: new Date().toISOString() }));
+    },
+    refresh: async () => {
+      const raw = await deps.queues.connection.get(key);
+      if (raw) show((JSON.parse(raw) as { ok: boolean }).ok);
+    },
+  };
+}
+
+export function buildTasks(
+  deps: ReaperDeps,
+  queues: ReturnType<typeof openQueues>,
+  chain: ReturnType<typeof chainStatus>,
+): TaskTable {
   const { db, log, registry, settings } = deps;
   const decisions = metricFactories.decisions(registry);
   const pendingAge = metricFactories.pendingAge(registry);
-  const chainOk = metricFactories.auditChainOk(registry);
   const maxBatches = settings.maxBatchesPerRun ?? 50;
   const batchSize = settings.batchSize;
   return {
@@ -75,7 +102,7 @@ export function buildTasks(deps: ReaperDeps, queues: ReturnType<typeof openQueue
       maxBatches,
     }),
     'renewal-scan': renewalScanTask({ db, log, settings: settings.workflow, batchSize, maxBatches }),
-    'verify-audit': verifyAuditTask({ log, verify: deps.verifyAudit, setChainOk: (ok) => chainOk.set(ok ? 1 : 0) }),
+    'verify-audit': verifyAuditTask({ log, verify: deps.verifyAudit, publish: chain.publish }),
     'prune-idempotency': pruneIdempotencyTask({ db, ttlMs: settings.idempotencyTtlMs, batchSize, maxBatches }),
   };
 }
@@ -103,7 +130,8 @@ export interface Reaper {
 export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
   const { log, settings } = deps;
   const queues = openQueues(deps.queues);
-  const tasks = buildTasks(deps, queues);
+  const chain = chainStatus(deps);
+  const tasks = buildTasks(deps, queues, chain);
   const specs = scheduleSpecs(settings);
   const local = localSchedules(settings, specs);
 
@@ -114,12 +142,16 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
     return result;
   };
 
-  const refreshGauges = refreshGaugesTask({
+  const refreshQueueGauges = refreshGaugesTask({
     db: deps.db,
     queues: Object.values(queues),
     pending: metricFactories.pendingGauge(deps.registry),
     queueJobs: metricFactories.queueJobs(deps.registry),
   });
+  const refreshGauges = async () => {
+    await refreshQueueGauges();
+    await chain.refresh();
+  };
   const checkSchedules = () => declareSchedules(queues.maintenance, specs, log);
 
   await checkSchedules();

@@ -15,13 +15,14 @@ export interface ChainsReport {
 export interface VerifyAuditDeps {
   readonly log: Logger;
   readonly verify: () => Promise<ChainsReport>;
-  readonly setChainOk: (ok: boolean) => void;
+  /** Publishes the result to every reaper's countersign_audit_chain_ok (the task runs on one). */
+  readonly publish: (ok: boolean) => Promise<void>;
 }
 
 export function verifyAuditTask(deps: VerifyAuditDeps) {
   return async (): Promise<{ ok: boolean; checked: number }> => {
     const report = await deps.verify();
-    deps.setChainOk(report.ok);
+    await deps.publish(report.ok);
     const bad = report.failures[0];
     if (bad) {
       const message = `audit chain broken at org ${bad.org_id} record ${bad.first_bad_seq}: ${bad.reason}`;
