@@ -1,6 +1,7 @@
 import { DomainError } from '@countersign/domain';
 import { bootstrap, dbMigrate, dbProvision, UsageError } from './admin-commands.ts';
 import { APPROVER_HELP, approverCommands } from './approver-commands.ts';
+import { auditVerifyCommand } from './audit-commands.ts';
 
 /** `countersign <command>`: the operator and approver command-line tool. */
 const HELP = `countersign <command> [options]
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, Command> = {
   'db migrate': dbMigrate,
   bootstrap,
   ...approverCommands,
+  'audit verify': auditVerifyCommand(approverCommands['audit verify']),
 };
 
 async function main(argv: string[]): Promise<number> {

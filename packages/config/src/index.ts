@@ -40,6 +40,12 @@ export interface Config {
   escalationAfterMs: number;
   approvalBypass: boolean;
   auditVerifyOnStart: AuditVerifyMode;
+  /** Ed25519 key (PKCS#8 PEM) that signs audit checkpoints; kept outside the database. */
+  auditSigningKeyFile: string;
+  /** Generate the signing key when the file is missing (dev); set false in production so a lost key stops start-up. */
+  auditSigningKeyCreate: boolean;
+  /** How often the reaper signs a checkpoint of every org's chain. */
+  auditCheckpointIntervalMs: number;
   caDir: string;
   caCertFile: string | null;
   caKeyFile: string | null;
@@ -194,6 +200,9 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     escalationAfterMs: duration(env, 'ESCALATION_AFTER', '24h'),
     approvalBypass: bool(env, 'APPROVAL_BYPASS', false),
     auditVerifyOnStart: oneOf(env, 'AUDIT_VERIFY_ON_START', ['full', 'tail', 'off'] as const, 'full'),
+    auditSigningKeyFile: str(env, 'AUDIT_SIGNING_KEY_FILE', '.data/audit/checkpoint-signing-key.pem'),
+    auditSigningKeyCreate: bool(env, 'AUDIT_SIGNING_KEY_CREATE', true),
+    auditCheckpointIntervalMs: duration(env, 'AUDIT_CHECKPOINT_INTERVAL', '1h'),
     caDir: str(env, 'CA_DIR', '.data/ca'),
     caCertFile: optional(env, 'CA_CERT_FILE'),
     caKeyFile: optional(env, 'CA_KEY_FILE'),

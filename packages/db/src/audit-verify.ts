@@ -1,131 +1,177 @@
-import { sql } from 'kysely';
-import { canonicalAuditBody, chainHash, GENESIS_HASH } from './audit-ledger.ts';
-import type { Executor } from './database.ts';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { type ChainReport, ChainWalk, type TrustedCheckpoint } from './audit-chain.ts';
+import { type CheckpointRow, checkpointFromRow, type Keyring, verifyCheckpoint } from './audit-checkpoint.ts';
+import { CopyTupleReader, F, RECORD_COLUMNS, RecordBodyWriter, tupleSeq } from './audit-copy.ts';
+
+export type { ChainReport } from './audit-chain.ts';
 
 /**
- * Walks an org's audit chain in seq order, in fixed-size keyset batches
- * (constant memory), recomputing every hash from the stored columns. Names the
- * first record that does not verify: an edited record fails its own hash, a
- * removed or reordered one breaks the sequence or the prev_hash link, and a
- * chain whose head row disagrees with its last record was truncated or forged.
+ * Streams an org's audit chain out of PostgreSQL and verifies it (SPEC §1.6).
+ *
+ * Records come through `COPY (SELECT ...) TO STDOUT (FORMAT binary)`: the
+ * server does the least work (no text rendering of timestamps or bytea), the
+ * client parses fixed offsets, and memory stays constant whatever the length
+ * of the chain. The canonical body of each record is written straight from the
+ * received bytes (audit-canonical.ts) and hashed in one native call.
+ *
+ * Everything is read in one REPEATABLE READ snapshot, so the head row, the
+ * checkpoints and the records agree even while the services keep appending.
+ *
+ * Signed checkpoints (audit-checkpoint.ts) anchor the chain: their signatures
+ * are checked with the public keys given, every trusted checkpoint must match
+ * the record at its seq (a rewritten chain is caught even when its hashes were
+ * recomputed), and records covered by the newest one must all be present
+ * (truncation of the newest records is caught).
  */
-export interface ChainReport {
-  ok: boolean;
-  checked: number;
-  head: { seq: string; hash: string };
-  first_bad_seq: string | null;
-  reason: string | null;
+export interface AuditDatabase {
+  readonly pool: pg.Pool;
 }
 
-interface Row {
-  seq: string;
-  at: Date;
-  actor_id: string;
-  actor_type: string;
-  action: string;
-  resource_type: string;
-  resource_id: string;
-  details: unknown;
-  prev_hash: Buffer;
-  hash: Buffer;
+export interface VerifyOptions {
+  /** full: from record 1. tail: from the newest trusted checkpoint, else the last `tailRecords`. */
+  readonly mode?: 'full' | 'tail';
+  readonly tailRecords?: number;
+  /** Public keys that may have signed the stored checkpoints; without it stored checkpoints are not trusted. */
+  readonly keyring?: Keyring;
+  /** Checkpoints the caller brings (already verified, e.g. from an auditor's file); used instead of stored ones. */
+  readonly checkpoints?: readonly TrustedCheckpoint[];
 }
 
-const BATCH = 5_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export async function verifyAuditChain(
-  ex: Executor,
+  database: AuditDatabase,
   orgId: string,
-  opts: { fromSeq?: bigint; batchSize?: number } = {},
+  opts: VerifyOptions = {},
 ): Promise<ChainReport> {
-  const batch = opts.batchSize ?? BATCH;
-  let expectedSeq = 1n;
-  let prev: Buffer = GENESIS_HASH;
-  if (opts.fromSeq !== undefined && opts.fromSeq > 1n) {
-    // Tail mode trusts the record just before fromSeq and verifies from there on.
-    const { rows } = await sql<{ hash: Buffer }>`
-      SELECT hash FROM audit_records WHERE org_id = ${orgId}::uuid AND seq = ${String(opts.fromSeq - 1n)}::bigint
-    `.execute(ex);
-    if (rows[0]) {
-      expectedSeq = opts.fromSeq;
-      prev = rows[0].hash;
-    }
-  }
-  let checked = 0;
-  const bad = (seq: bigint, reason: string): ChainReport => ({
-    ok: false,
-    checked,
-    head: { seq: String(expectedSeq - 1n), hash: prev.toString('hex') },
-    first_bad_seq: String(seq),
-    reason,
-  });
-  for (;;) {
-    const { rows } = await sql<Row>`
-      SELECT seq, at, actor_id, actor_type, action, resource_type, resource_id, details, prev_hash, hash
-      FROM audit_records WHERE org_id = ${orgId}::uuid AND seq >= ${String(expectedSeq)}::bigint
-      ORDER BY seq LIMIT ${batch}
-    `.execute(ex);
-    for (const r of rows) {
-      const seq = BigInt(r.seq);
-      if (seq !== expectedSeq) return bad(expectedSeq, `record ${expectedSeq} is missing (next is ${seq})`);
-      if (!r.prev_hash.equals(prev)) return bad(seq, `record ${seq} does not link to the hash of record ${seq - 1n}`);
-      const body = canonicalAuditBody({
-        orgId,
-        at: r.at,
-        actorId: r.actor_id,
-        actorType: r.actor_type,
-        action: r.action,
-        resourceType: r.resource_type,
-        resourceId: r.resource_id,
-        details: r.details,
-      });
-      const h = chainHash(prev, seq, body);
-      if (!h.equals(r.hash)) return bad(seq, `record ${seq} content does not match its hash`);
-      prev = h;
-      expectedSeq = seq + 1n;
-      checked++;
-    }
-    if (rows.length < batch) break;
-  }
-  const { rows: heads } = await sql<{ seq: string; hash: Buffer }>`
-    SELECT seq, hash FROM audit_heads WHERE org_id = ${orgId}::uuid
-  `.execute(ex);
-  const head = heads[0];
-  if (head && (BigInt(head.seq) !== expectedSeq - 1n || !head.hash.equals(prev))) {
-    return bad(
-      expectedSeq,
-      `chain ends at record ${expectedSeq - 1n} but its head says ${head.seq}: records were removed or added`,
+  if (!UUID.test(orgId)) throw new Error(`not an org id: ${orgId}`);
+  const client = await database.pool.connect();
+  let healthy = false;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const heads = await client.query<{ seq: string; hash: Buffer }>(
+      'SELECT seq::text AS seq, hash FROM audit_heads WHERE org_id = $1',
+      [orgId],
     );
+    const headRow = heads.rows[0];
+    const head = headRow ? { seq: Number(headRow.seq), hash: headRow.hash } : { seq: 0, hash: Buffer.alloc(32) };
+    const checkpoints = opts.checkpoints ?? (await trustedStoredCheckpoints(client, orgId, opts.keyring));
+    if ('failure' in checkpoints) {
+      await client.query('COMMIT');
+      healthy = true;
+      return {
+        ok: false,
+        checked: 0,
+        head: { seq: '0', hash: Buffer.alloc(32).toString('hex') },
+        first_bad_seq: null,
+        reason: checkpoints.failure,
+        checkpoint: null,
+      };
+    }
+    let fromSeq = 1;
+    let prevHash: Buffer | null = Buffer.alloc(32);
+    if (opts.mode === 'tail') {
+      const newest = [...checkpoints].filter((c) => c.seq <= head.seq).sort((a, b) => b.seq - a.seq)[0];
+      const tail = Math.max(1, opts.tailRecords ?? 10_000);
+      fromSeq = newest ? newest.seq : Math.max(1, head.seq - tail + 1);
+      if (fromSeq > 1) prevHash = null;
+    }
+    const walk = new ChainWalk({ fromSeq, prevHash, checkpoints });
+    const complete = await streamRecords(client, orgId, fromSeq, walk);
+    const report = walk.finish(headRow ? head : null);
+    if (complete) {
+      await client.query('COMMIT');
+      healthy = true;
+    }
+    return report;
+  } finally {
+    // A COPY abandoned half-way leaves the connection mid-protocol: discard it.
+    client.release(healthy ? undefined : true);
   }
-  return {
-    ok: true,
-    checked,
-    head: { seq: String(expectedSeq - 1n), hash: prev.toString('hex') },
-    first_bad_seq: null,
-    reason: null,
-  };
 }
 
-export async function listOrgIds(ex: Executor): Promise<string[]> {
-  const rows = await ex.selectFrom('orgs').select('id').orderBy('created_at').execute();
+async function trustedStoredCheckpoints(
+  client: pg.PoolClient,
+  orgId: string,
+  keyring: Keyring | undefined,
+): Promise<TrustedCheckpoint[] | { failure: string }> {
+  if (keyring === undefined) return [];
+  const { rows } = await client.query<CheckpointRow>(
+    `SELECT id, org_id, seq::text AS seq, head_hash, at, key_id, signature
+     FROM audit_checkpoints WHERE org_id = $1 ORDER BY seq`,
+    [orgId],
+  );
+  const trusted: TrustedCheckpoint[] = [];
+  for (const row of rows) {
+    const cp = checkpointFromRow(row);
+    const check = verifyCheckpoint(cp, keyring);
+    // A checkpoint of a key we do not hold proves nothing either way.
+    if (check === 'unknown_key') continue;
+    if (check !== 'valid') {
+      return { failure: `checkpoint ${cp.id} (seq ${cp.seq}) has an invalid signature: the checkpoint was forged` };
+    }
+    trusted.push({ id: cp.id, seq: Number(cp.seq), headHash: Buffer.from(cp.head_hash, 'hex') });
+  }
+  return trusted;
+}
+
+/** Returns true when the stream was read to its end (false: stopped at the first bad record). */
+async function streamRecords(client: pg.PoolClient, orgId: string, fromSeq: number, walk: ChainWalk): Promise<boolean> {
+  const stream = client.query(copyRecords(orgId, fromSeq));
+  const reader = new CopyTupleReader();
+  const body = new RecordBodyWriter(orgId);
+  const onTuple = (buf: Buffer, field: Int32Array): boolean => {
+    body.write(buf, field, walk.startBody());
+    const p = F.prevHash * 2;
+    const h = F.hash * 2;
+    return walk.record(
+      tupleSeq(buf, field),
+      buf,
+      field[F.seq * 2] as number,
+      buf,
+      field[p] as number,
+      field[p + 1] as number,
+      field[h] as number,
+      field[h + 1] as number,
+    );
+  };
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    if (!reader.push(chunk, onTuple)) {
+      stream.destroy();
+      return false;
+    }
+  }
+  return true;
+}
+
+/** COPY takes no parameters: the org id is checked to be a uuid and the seq an integer before they are inlined. */
+export function copyRecords(orgId: string, fromSeq: number, throughSeq?: number) {
+  if (!UUID.test(orgId)) throw new Error(`not an org id: ${orgId}`);
+  const upTo = throughSeq === undefined ? '' : ` AND seq <= ${Math.trunc(throughSeq)}`;
+  return copyTo(
+    `COPY (SELECT ${RECORD_COLUMNS} FROM audit_records WHERE org_id = '${orgId}' AND seq >= ${Math.trunc(fromSeq)}${upTo} ORDER BY seq) TO STDOUT (FORMAT binary)`,
+  );
+}
+
+/** Orgs in creation order (every org has a chain). */
+export async function listOrgIds(database: AuditDatabase): Promise<string[]> {
+  const { rows } = await database.pool.query<{ id: string }>('SELECT id FROM orgs ORDER BY created_at, id');
   return rows.map((r) => r.id);
 }
 
-/** Verifies every org's chain; the first failure names its org and record. */
-export async function verifyAllChains(
-  ex: Executor,
-  mode: 'full' | 'tail',
-  tailRecords = 10_000,
-): Promise<{ ok: boolean; checked: number; failures: (ChainReport & { org_id: string })[] }> {
+export interface AllChainsReport {
+  ok: boolean;
+  checked: number;
+  failures: (ChainReport & { org_id: string })[];
+}
+
+/** Verifies every org's chain; each failure names its org and first bad record. */
+export async function verifyAllChains(database: AuditDatabase, opts: VerifyOptions = {}): Promise<AllChainsReport> {
   let checked = 0;
   const failures: (ChainReport & { org_id: string })[] = [];
-  for (const orgId of await listOrgIds(ex)) {
-    let fromSeq: bigint | undefined;
-    if (mode === 'tail') {
-      const head = await ex.selectFrom('audit_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
-      const top = head ? BigInt(head.seq) : 0n;
-      fromSeq = top > BigInt(tailRecords) ? top - BigInt(tailRecords) + 1n : undefined;
-    }
-    const r = await verifyAuditChain(ex, orgId, fromSeq === undefined ? {} : { fromSeq });
+  for (const orgId of await listOrgIds(database)) {
+    const r = await verifyAuditChain(database, orgId, opts);
     checked += r.checked;
     if (!r.ok) failures.push({ ...r, org_id: orgId });
   }

@@ -1,5 +1,10 @@
 export * as approvals from './approval.repository.ts';
+export * from './audit-chain.ts';
+export * from './audit-checkpoint.ts';
+export * from './audit-checkpoint-store.ts';
+export * from './audit-export.ts';
 export * from './audit-ledger.ts';
+export * from './audit-query.ts';
 export * from './audit-verify.ts';
 export * from './canonical-json.ts';
 export * as certificates from './certificate.repository.ts';

@@ -2,12 +2,14 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely';
 import { createDatabase } from './database.ts';
 import * as core from './migrations/0001-core.ts';
 import * as notifications from './migrations/0002-notifications.ts';
+import * as auditCheckpoints from './migrations/0003-audit-checkpoints.ts';
 import * as clientCertificates from './migrations/0004-client-certificates.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001-core': core,
   '0002-notifications': notifications,
+  '0003-audit-checkpoints': auditCheckpoints,
   '0004-client-certificates': clientCertificates,
 };
 

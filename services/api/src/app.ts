@@ -19,6 +19,7 @@ import {
 } from './rate-limit.ts';
 import { adminRoutes } from './routes/admin.routes.ts';
 import { approvalRoutes, type DecisionObserver } from './routes/approvals.routes.ts';
+import { type AuditDeps, auditRoutes } from './routes/audit.routes.ts';
 import { certificateRoutes } from './routes/certificates.routes.ts';
 import { clientCertificateRoutes } from './routes/client-certificates.routes.ts';
 import { consoleRoutes } from './routes/console.routes.ts';
@@ -35,6 +36,8 @@ export interface ApiDeps {
   readonly log: Logger;
   readonly settings: WorkflowSettings;
   readonly onDecision: DecisionObserver;
+  /** Audit verification pool and checkpoint signing key; without it the /api/v1/audit routes are not served. */
+  readonly audit?: AuditDeps;
   /** Readiness of the api's dependencies (database, Redis, audit chain). */
   readonly readiness: () => Promise<{ ready: boolean; checks: Record<string, unknown> }>;
   readonly observeRequest?: (method: string, route: string, status: number, seconds: number) => void;
@@ -154,6 +157,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   certificateRoutes(app, deps.db, deps.settings);
   clientCertificateRoutes(app, deps.db);
   approvalRoutes(app, deps.db, deps.onDecision);
+  if (deps.audit) auditRoutes(app, deps.db, deps.audit);
   diffRoutes(app, deps.db);
   await consoleRoutes(app);
   if (deps.queueDashboard) await queueDashboardRoutes(app, deps.db, deps.queueDashboard);

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { verifyAllChains } from '@countersign/db';
+import { keyringOf, loadOrCreateSigningKey } from '@countersign/db';
 import { metricFactories } from '@countersign/observability';
 import { createWorker, openQueue, QUEUE_NAMES } from '@countersign/queues';
 import { closeSharedClients, startService } from '@countersign/runtime';
 import { buildApi } from './app.ts';
+import { auditStartupCheck } from './audit-startup.ts';
 import { intakeHandler } from './intake.handler.ts';
 import { redisRateLimiter } from './rate-limit.ts';
 import { listenMtls, type MtlsListener } from './tls.ts';
@@ -19,35 +20,25 @@ const pendingAge = metricFactories.pendingAge(registry);
 const httpDuration = metricFactories.httpDuration(registry);
 const chainOk = metricFactories.auditChainOk(registry);
 
-// The audit chain is verified before the api calls itself ready (SPEC §1.6).
-let chain: { ok: boolean; detail?: string } = {
-  ok: config.auditVerifyOnStart === 'off',
-  detail: 'verification pending',
-};
-const verifyOnStart = async () => {
-  if (config.auditVerifyOnStart === 'off') {
-    chain = { ok: true, detail: 'verification disabled' };
-    return;
-  }
-  const started = Date.now();
-  const report = await verifyAllChains(db, config.auditVerifyOnStart);
-  const bad = report.failures[0];
-  if (bad) {
-    chain = { ok: false, detail: `org ${bad.org_id} record ${bad.first_bad_seq}: ${bad.reason}` };
-    log.error(
-      { org_id: bad.org_id, first_bad_seq: bad.first_bad_seq, reason: bad.reason },
-      `audit chain broken at org ${bad.org_id} record ${bad.first_bad_seq}: ${bad.reason}; refusing readiness`,
-    );
-  } else {
-    chain = { ok: true };
-    log.info(
-      { checked: report.checked, ms: Date.now() - started, mode: config.auditVerifyOnStart },
-      'audit chain verified',
-    );
-  }
-  chainOk.set(chain.ok ? 1 : 0);
-};
-rt.addReadiness('audit_chain', async () => chain);
+// The audit chain is verified before the api calls itself ready (SPEC §1.6);
+// checkpoints are signed with a key kept outside the database.
+const { key: signingKey, created: keyCreated } = await loadOrCreateSigningKey(config.auditSigningKeyFile, {
+  create: config.auditSigningKeyCreate,
+});
+if (keyCreated) {
+  log.warn(
+    { file: config.auditSigningKeyFile, key_id: signingKey.keyId },
+    'generated a new audit checkpoint signing key; give its public key (.pub) to your auditors',
+  );
+}
+const chainCheck = auditStartupCheck({
+  database,
+  mode: config.auditVerifyOnStart,
+  keyring: keyringOf(signingKey.publicKey),
+  log,
+  onResult: (ok) => chainOk.set(ok ? 1 : 0),
+});
+rt.addReadiness('audit_chain', chainCheck.status);
 
 // The dashboard's queues ride the producer connection; they only read and act on request.
 const dashboardQueues = Object.values(QUEUE_NAMES).map((name) => openQueue(name, rt.queues));
@@ -56,12 +47,13 @@ const api = await buildApi({
   db,
   log,
   settings,
+  audit: { database, signingKey },
   readiness: async () => {
     const { readiness } = await import('@countersign/observability');
     return readiness({
       database: async () => ({ ok: (await database.pool.query('SELECT 1')).rowCount === 1 }),
       redis: async () => ({ ok: (await rt.redis.ping()) === 'PONG' }),
-      audit_chain: async () => chain,
+      audit_chain: chainCheck.status,
     });
   },
   onDecision: ({ approval, outcome }) => {
@@ -119,10 +111,7 @@ if (config.tls) {
   });
   log.info({ url: `https://${tls.host}:${mtls.port}` }, 'api listening with mTLS (client certificates required)');
 }
-void verifyOnStart().catch((err: unknown) => {
-  chain = { ok: false, detail: err instanceof Error ? err.message : String(err) };
-  log.error({ err }, 'audit chain verification failed to run');
-});
+void chainCheck.run();
 
 rt.shutdown.add('mtls', async () => mtls?.close());
 rt.shutdown.add('http', () => api.close());

@@ -1,3 +1,4 @@
+import { generateSigningKey } from '@countersign/db';
 import { createLogger } from '@countersign/observability';
 import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import type { DecisionResult } from '@countersign/workflow';
@@ -19,6 +20,9 @@ export interface ApiHarness {
   ): Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
   close(): Promise<void>;
 }
+
+/** One checkpoint signing key per test process (generated in memory, never written). */
+export const AUDIT_TEST_KEY = generateSigningKey();
 
 export const TEST_SETTINGS = { approvalTimeoutMs: 168 * 3_600_000, escalationAfterMs: 24 * 3_600_000 };
 
@@ -42,6 +46,7 @@ export async function startApiHarness(options: ApiHarnessOptions = {}): Promise<
     settings: TEST_SETTINGS,
     onDecision: (r) => decisions.push(r),
     readiness: async () => ({ ready: true, checks: {} }),
+    audit: { database: tdb.handle, signingKey: AUDIT_TEST_KEY },
   });
   await app.ready();
   return {

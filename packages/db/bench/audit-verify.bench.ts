@@ -1,0 +1,166 @@
+import { hash } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { ByteSink } from '../src/audit-canonical.ts';
+import { BODY_OFFSET, ChainWalk } from '../src/audit-chain.ts';
+import { CopyTupleReader, RecordBodyWriter, tupleSeq } from '../src/audit-copy.ts';
+import { copyRecords, verifyAuditChain } from '../src/audit-verify.ts';
+import { benchDatabase, seedChain } from './bench-db.ts';
+
+/**
+ * How fast the audit chain verifies, and where the time goes.
+ *
+ *   pnpm exec tsx packages/db/bench/audit-verify.bench.ts [--records 1000000] [--runs 3]
+ *
+ * Uses COUNTERSIGN_BENCH_DATABASE_URL (superuser) or starts a local PostgreSQL.
+ * Prints, for the whole pipeline (PostgreSQL and Node on their own cores):
+ *   transfer  COPY stream consumed, nothing parsed
+ *   parse     + binary tuples split into fields
+ *   body      + canonical RFC 8785 body written from the bytes
+ *   verify    the real verifier: + SHA-256, link, sequence and head checks
+ * and then the Node-side CPU cost per record of each step on records already
+ * in memory (so the server's share is out of the picture).
+ */
+const { values } = parseArgs({
+  options: { records: { type: 'string', default: '1000000' }, runs: { type: 'string', default: '3' } },
+});
+const records = Number(values.records);
+const runs = Number(values.runs);
+const log = (m: string) => process.stdout.write(`${m}\n`);
+
+const bdb = await benchDatabase('countersign_bench_verify');
+const orgId = await seedChain(bdb.superuserUrl, records, log);
+const pool = new pg.Pool({ connectionString: bdb.appUrl, max: 2 });
+
+type Stage = 'transfer' | 'parse' | 'body';
+async function stage(kind: Stage): Promise<number> {
+  const client = await pool.connect();
+  try {
+    const reader = new CopyTupleReader();
+    const body = new RecordBodyWriter(orgId);
+    const sink = new ByteSink();
+    let n = 0;
+    const onTuple = (buf: Buffer, field: Int32Array) => {
+      if (kind === 'body') {
+        sink.pos = BODY_OFFSET;
+        body.write(buf, field, sink);
+      }
+      n++;
+      return true;
+    };
+    let bytes = 0;
+    for await (const chunk of client.query(copyRecords(orgId, 1)) as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (kind !== 'transfer') reader.push(chunk, onTuple);
+    }
+    return kind === 'transfer' ? bytes : n;
+  } finally {
+    client.release();
+  }
+}
+
+const rate = (n: number, ms: number) => Math.round((n / ms) * 1000);
+const results: Record<string, number[]> = { transfer: [], parse: [], body: [], verify: [] };
+for (let r = 0; r < runs; r++) {
+  for (const kind of ['transfer', 'parse', 'body'] as const) {
+    const t = performance.now();
+    await stage(kind);
+    results[kind]?.push(rate(records, performance.now() - t));
+  }
+  const t = performance.now();
+  const report = await verifyAuditChain({ pool }, orgId, { mode: 'full' });
+  const ms = performance.now() - t;
+  if (!report.ok || report.checked !== records) throw new Error(`verification failed: ${JSON.stringify(report)}`);
+  results.verify?.push(rate(records, ms));
+  log(`run ${r + 1}: verified ${report.checked} records in ${ms.toFixed(0)} ms = ${rate(records, ms)} records/s`);
+}
+const best = (k: string) => Math.max(...(results[k] ?? [0]));
+log('\npipeline (best of runs, records/s):');
+for (const k of ['transfer', 'parse', 'body', 'verify']) log(`  ${k.padEnd(9)} ${String(best(k)).padStart(9)}`);
+
+// Node-side CPU per record, on 200k records held in memory.
+const sample = Math.min(records, 200_000);
+const chunks: Buffer[] = [];
+{
+  const client = await pool.connect();
+  for await (const chunk of client.query(copyRecords(orgId, records - sample + 1)) as AsyncIterable<Buffer>)
+    chunks.push(chunk);
+  client.release();
+}
+// CPU time of this process (not wall time), best of 5: other work on the machine does not count.
+const cpu = (fn: () => void) => {
+  let best = Number.POSITIVE_INFINITY;
+  for (let k = 0; k < 5; k++) {
+    const t = process.cpuUsage();
+    fn();
+    const u = process.cpuUsage(t);
+    best = Math.min(best, (u.user + u.system) / sample);
+  }
+  return best;
+};
+const parseUs = cpu(() => {
+  const reader = new CopyTupleReader();
+  for (const c of chunks) reader.push(c, () => true);
+});
+const sink = new ByteSink();
+const bodyUs = cpu(() => {
+  const reader = new CopyTupleReader();
+  const body = new RecordBodyWriter(orgId);
+  for (const c of chunks)
+    reader.push(c, (buf, field) => {
+      sink.pos = BODY_OFFSET;
+      body.write(buf, field, sink);
+      return true;
+    });
+});
+const hashUs = cpu(() => {
+  const reader = new CopyTupleReader();
+  const body = new RecordBodyWriter(orgId);
+  for (const c of chunks)
+    reader.push(c, (buf, field) => {
+      sink.pos = BODY_OFFSET;
+      body.write(buf, field, sink);
+      hash('sha256', sink.buf.subarray(0, sink.pos), 'binary');
+      return true;
+    });
+});
+const walkUs = cpu(() => {
+  const reader = new CopyTupleReader();
+  const body = new RecordBodyWriter(orgId);
+  const walk = new ChainWalk({ fromSeq: records - sample + 1, prevHash: null });
+  for (const c of chunks)
+    reader.push(c, (buf, f) => {
+      body.write(buf, f, walk.startBody());
+      return walk.record(
+        tupleSeq(buf, f),
+        buf,
+        f[0] as number,
+        buf,
+        f[16] as number,
+        f[17] as number,
+        f[18] as number,
+        f[19] as number,
+      );
+    });
+  if (walk.checked !== sample) throw new Error('in-memory walk failed');
+});
+const jsonUs = cpu(() => {
+  const reader = new CopyTupleReader();
+  for (const c of chunks)
+    reader.push(c, (buf, field) => {
+      const o = field[14] as number;
+      JSON.parse(buf.toString('utf8', o + 1, o + (field[15] as number)));
+      return true;
+    });
+});
+log(`\nNode CPU per record (${sample} records in memory):`);
+log(`  binary tuple parsing           ${parseUs.toFixed(2)} us`);
+log(`  canonical body from bytes      ${(bodyUs - parseUs).toFixed(2)} us`);
+log(`  SHA-256 (one native call)      ${(hashUs - bodyUs).toFixed(2)} us`);
+log(`  links, sequence, compare        ${(walkUs - hashUs).toFixed(2)} us`);
+log(`  total Node CPU per record        ${walkUs.toFixed(2)} us (= ${Math.round(1e6 / walkUs)} records/s per core)`);
+log(`  for comparison: JSON.parse of details alone ${(jsonUs - parseUs).toFixed(2)} us`);
+log(`\nverify: ${best('verify')} records/s (target 250000)`);
+
+await pool.end();
+await bdb.stop();

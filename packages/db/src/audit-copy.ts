@@ -1,0 +1,164 @@
+import { type ByteSink, writeCanonicalJsonb, writeJsonString } from './audit-canonical.ts';
+
+/**
+ * Reading audit records from `COPY ... TO STDOUT (FORMAT binary)` without
+ * allocating per field: tuples are handed over as one buffer plus a table of
+ * field offsets and lengths, and the canonical record body is written from
+ * those bytes (see audit-canonical.ts for why that is exact).
+ */
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/** The column list every binary COPY of audit records uses, in this order. */
+export const RECORD_COLUMNS =
+  'seq, at, actor_id, actor_type, action, resource_type, resource_id, details, prev_hash, hash';
+export const F = {
+  seq: 0,
+  at: 1,
+  actorId: 2,
+  actorType: 3,
+  action: 4,
+  resourceType: 5,
+  resourceId: 6,
+  details: 7,
+  prevHash: 8,
+  hash: 9,
+} as const;
+const FIELDS = 10;
+
+/** `field[2i]` is the offset of field i in the tuple buffer, `field[2i+1]` its length (-1: NULL). */
+export type TupleHandler = (buf: Buffer, field: Int32Array) => boolean;
+
+export class CopyTupleReader {
+  private rest: Buffer | null = null;
+  private headerDone = false;
+  private readonly field = new Int32Array(FIELDS * 2);
+  done = false;
+
+  /** Feeds one chunk; returns false when the handler asked to stop. */
+  push(chunk: Buffer, onTuple: TupleHandler): boolean {
+    const buf: Buffer = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    this.rest = null;
+    let p = 0;
+    if (!this.headerDone) {
+      if (buf.length < 19) {
+        this.rest = buf;
+        return true;
+      }
+      if (buf.compare(SIGNATURE, 0, 11, 0, 11) !== 0) throw new Error('unexpected COPY header');
+      p = 19 + buf.readInt32BE(15);
+      this.headerDone = true;
+    }
+    const end = buf.length;
+    const field = this.field;
+    while (p + 2 <= end) {
+      const count = buf.readInt16BE(p);
+      if (count === -1) {
+        this.done = true;
+        return true;
+      }
+      if (count !== FIELDS) throw new Error(`unexpected COPY tuple of ${count} fields`);
+      let q = p + 2;
+      let f = 0;
+      for (; f < FIELDS; f++) {
+        if (q + 4 > end) break;
+        const len = buf.readInt32BE(q);
+        field[f * 2] = q + 4;
+        field[f * 2 + 1] = len;
+        q += 4 + (len > 0 ? len : 0);
+        if (q > end) break;
+      }
+      if (f < FIELDS) break;
+      if (!onTuple(buf, field)) return false;
+      p = q;
+    }
+    if (p < end) this.rest = buf.subarray(p);
+    return true;
+  }
+}
+
+const PG_EPOCH_MS = 946_684_800_000;
+const lit = (s: string) => Buffer.from(s, 'utf8');
+const K_ACTION = lit('{"action":');
+const K_ACTOR_ID = lit(',"actor_id":');
+const K_ACTOR_TYPE = lit(',"actor_type":');
+const K_AT = lit(',"at":"');
+const K_DETAILS = lit('","details":');
+const K_RESOURCE_TYPE = lit(',"resource_type":');
+
+/** Seq of a tuple (int8, big-endian). */
+export const tupleSeq = (buf: Buffer, field: Int32Array): number => {
+  const o = field[F.seq * 2] as number;
+  return buf.readInt32BE(o) * 4_294_967_296 + buf.readUInt32BE(o + 4);
+};
+
+/**
+ * Writes the canonical body of one tuple (the same bytes canonicalAuditBody
+ * produces for the record's columns) into the sink. Keys are in RFC 8785
+ * order: action, actor_id, actor_type, at, details, org_id, resource_id, resource_type.
+ */
+export class RecordBodyWriter {
+  private readonly orgKeys: Buffer;
+  private minuteCached = Number.NaN;
+  private minutePrefix = Buffer.alloc(0);
+
+  constructor(orgId: string) {
+    this.orgKeys = lit(`,"org_id":${JSON.stringify(orgId)},"resource_id":`);
+  }
+
+  write(buf: Buffer, f: Int32Array, s: ByteSink): void {
+    // Hot path: offsets are read inline (no per-record closures).
+    s.bytes(K_ACTION, 0, K_ACTION.length);
+    writeJsonString(buf, f[8] as number, (f[8] as number) + (f[9] as number), s);
+    s.bytes(K_ACTOR_ID, 0, K_ACTOR_ID.length);
+    writeJsonString(buf, f[4] as number, (f[4] as number) + (f[5] as number), s);
+    s.bytes(K_ACTOR_TYPE, 0, K_ACTOR_TYPE.length);
+    writeJsonString(buf, f[6] as number, (f[6] as number) + (f[7] as number), s);
+    s.bytes(K_AT, 0, K_AT.length);
+    const at = f[2] as number;
+    const us = buf.readInt32BE(at) * 4_294_967_296 + buf.readUInt32BE(at + 4);
+    const ms = Math.floor(us / 1000) + PG_EPOCH_MS;
+    const minute = Math.floor(ms / 60_000);
+    if (minute !== this.minuteCached) {
+      // Consecutive records mostly share their minute: format it once ("YYYY-MM-DDTHH:MM:").
+      this.minuteCached = minute;
+      const iso = new Date(minute * 60_000).toISOString();
+      this.minutePrefix = Buffer.from(iso.slice(0, iso.length - 7), 'latin1');
+    }
+    s.bytes(this.minutePrefix, 0, this.minutePrefix.length);
+    const inMinute = ms - minute * 60_000;
+    const sec = Math.floor(inMinute / 1000);
+    const frac = inMinute - sec * 1000;
+    s.ensure(6);
+    const b = s.buf;
+    b[s.pos++] = 0x30 + Math.floor(sec / 10);
+    b[s.pos++] = 0x30 + (sec % 10);
+    b[s.pos++] = 0x2e;
+    b[s.pos++] = 0x30 + Math.floor(frac / 100);
+    b[s.pos++] = 0x30 + (Math.floor(frac / 10) % 10);
+    b[s.pos++] = 0x30 + (frac % 10);
+    // Appends store whole milliseconds; sub-millisecond digits were never
+    // hashed, so writing them makes such a stored value fail its hash.
+    const sub = ((us % 1000) + 1000) % 1000;
+    if (sub !== 0) s.text(String(sub).padStart(3, '0'));
+    s.byte(0x5a);
+    s.bytes(K_DETAILS, 0, K_DETAILS.length);
+    // jsonb in binary is one version byte (1) and then its text.
+    const d = f[14] as number;
+    const dEnd = d + Math.max(0, f[15] as number);
+    if (dEnd > d && buf[d] === 1) {
+      try {
+        writeCanonicalJsonb(buf, d + 1, dEnd, s);
+      } catch {
+        // Not canonicalisable: cannot be what was hashed, and the hash will say so.
+        s.byte(0);
+      }
+    } else {
+      s.byte(0);
+    }
+    s.bytes(this.orgKeys, 0, this.orgKeys.length);
+    writeJsonString(buf, f[12] as number, (f[12] as number) + (f[13] as number), s);
+    s.bytes(K_RESOURCE_TYPE, 0, K_RESOURCE_TYPE.length);
+    writeJsonString(buf, f[10] as number, (f[10] as number) + (f[11] as number), s);
+    s.byte(0x7d);
+  }
+}
