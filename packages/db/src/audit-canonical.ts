@@ -139,6 +139,24 @@ function compareDecoded(src: Buffer, a0: number, a1: number, b0: number, b1: num
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+let stack = new Int32Array(1024);
+let stackTop = 0;
+
+function ensureStack(n: number): void {
+  if (stackTop + n <= stack.length) return;
+  const next = new Int32Array(Math.max(stack.length * 2, stackTop + n));
+  next.set(stack);
+  stack = next;
+}
+
+function push4(a: number, b: number, c: number, d: number): void {
+  ensureStack(4);
+  stack[stackTop++] = a;
+  stack[stackTop++] = b;
+  stack[stackTop++] = c;
+  stack[stackTop++] = d;
+}
+
 function writeNumber(src: Buffer, i: number, e: number, out: ByteSink): void {
   let j = i;
   if (src[j] === 0x2d) j++;
@@ -167,8 +185,9 @@ export function writeCanonicalValue(src: Buffer, i: number, end: number, out: By
     return e;
   }
   if (c === 0x7b) {
-    // Member spans as [keyStart, keyEnd, valueStart, valueEnd, ...]; sorted, then written.
-    const m: number[] = [];
+    // Member spans [keyStart, keyEnd, valueStart, valueEnd] go on a shared
+    // stack (no per-object arrays), are sorted by index, then written.
+    const base = stackTop;
     i = skipWs(src, i + 1, end);
     if (src[i] !== 0x7d) {
       for (;;) {
@@ -178,41 +197,49 @@ export function writeCanonicalValue(src: Buffer, i: number, end: number, out: By
         if (src[v] !== COLON) throw new CanonicalFormError('expected ":"');
         v = skipWs(src, v + 1, end);
         const ve = valueEnd(src, v, end);
-        m.push(i, ke, v, ve);
+        push4(i, ke, v, ve);
         i = skipWs(src, ve, end);
         if (src[i] === COMMA) {
           i = skipWs(src, i + 1, end);
           continue;
         }
         if (src[i] === 0x7d) break;
+        stackTop = base;
         throw new CanonicalFormError('expected "," or "}"');
       }
     }
-    const count = m.length / 4;
+    const count = (stackTop - base) / 4;
+    const order = stackTop;
+    ensureStack(count);
+    stackTop += count;
+    const st = stack;
     // Insertion sort of member indexes: objects in audit details are small.
-    const order: number[] = new Array(count);
     for (let k = 0; k < count; k++) {
-      const k0 = m[k * 4] as number;
-      const k1 = m[k * 4 + 1] as number;
+      const k0 = st[base + k * 4] as number;
+      const k1 = st[base + k * 4 + 1] as number;
       let p = k;
       while (p > 0) {
-        const prev = (order[p - 1] as number) * 4;
-        if (compareKeys(src, m[prev] as number, m[prev + 1] as number, k0, k1) <= 0) break;
-        order[p] = order[p - 1] as number;
+        const prev = base + (st[order + p - 1] as number) * 4;
+        if (compareKeys(src, st[prev] as number, st[prev + 1] as number, k0, k1) <= 0) break;
+        st[order + p] = st[order + p - 1] as number;
         p--;
       }
-      order[p] = k;
+      st[order + p] = k;
     }
     out.byte(0x7b);
-    for (let k = 0; k < count; k++) {
-      const idx = (order[k] as number) * 4;
-      if (k > 0) out.byte(COMMA);
-      out.bytes(src, m[idx] as number, m[idx + 1] as number);
-      out.byte(COLON);
-      const vs = m[idx + 2] as number;
-      // Strings are already canonical: copy the span found above without scanning it again.
-      if (src[vs] === QUOTE) out.bytes(src, vs, m[idx + 3] as number);
-      else writeCanonicalValue(src, vs, end, out);
+    try {
+      for (let k = 0; k < count; k++) {
+        const idx = base + (stack[order + k] as number) * 4;
+        if (k > 0) out.byte(COMMA);
+        out.bytes(src, stack[idx] as number, stack[idx + 1] as number);
+        out.byte(COLON);
+        const vs = stack[idx + 2] as number;
+        // Strings are already canonical: copy the span found above without scanning it again.
+        if (src[vs] === QUOTE) out.bytes(src, vs, stack[idx + 3] as number);
+        else writeCanonicalValue(src, vs, end, out);
+      }
+    } finally {
+      stackTop = base;
     }
     out.byte(0x7d);
     return i + 1;

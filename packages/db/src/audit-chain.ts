@@ -102,16 +102,24 @@ export class ChainWalk {
       );
     }
     if (prevLen !== 32 || hashLen !== 32) return this.fail(seq, `record ${seq} has a malformed hash column`);
-    if (this.linked && store.toString('latin1', prevOff, prevOff + 32) !== this.prev) {
-      return this.fail(seq, `record ${seq} does not link to record ${seq - 1} (its prev_hash differs)`);
-    }
     const buf = this.sink.buf;
-    store.copy(buf, 0, prevOff, prevOff + 32);
-    seqBytes.copy(buf, 32, seqOff, seqOff + 8);
-    // latin1 output: a string digest is much cheaper for node than a new Buffer.
+    const prev = this.prev;
+    // Byte loops instead of Buffer copies and temporary strings: this runs for every record.
+    if (this.linked) {
+      for (let i = 0; i < 32; i++) {
+        if (store[prevOff + i] !== prev.charCodeAt(i)) {
+          return this.fail(seq, `record ${seq} does not link to record ${seq - 1} (its prev_hash differs)`);
+        }
+      }
+    }
+    for (let i = 0; i < 32; i++) buf[i] = store[prevOff + i] as number;
+    for (let i = 0; i < 8; i++) buf[32 + i] = seqBytes[seqOff + i] as number;
+    // latin1 ('binary') output: a string digest is much cheaper for node than a new Buffer.
     const digest = hash('sha256', buf.subarray(0, this.sink.pos), 'binary');
-    if (digest !== store.toString('latin1', hashOff, hashOff + 32)) {
-      return this.fail(seq, `record ${seq} does not match its hash: its content was changed`);
+    for (let i = 0; i < 32; i++) {
+      if (store[hashOff + i] !== digest.charCodeAt(i)) {
+        return this.fail(seq, `record ${seq} does not match its hash: its content was changed`);
+      }
     }
     const cp = this.cps[this.cpIdx];
     if (cp !== undefined && cp.seq === seq) {
