@@ -83,7 +83,7 @@ export function createSmtpMailer(opts: SmtpMailerOptions): Mailer {
   };
 }
 
-function toSmtpError(err: unknown): SmtpError {
+export function toSmtpError(err: unknown): SmtpError {
   if (err instanceof SmtpError) return err;
   const e = err as { message?: unknown; responseCode?: unknown; code?: unknown };
   const code = typeof e.responseCode === 'number' ? e.responseCode : null;

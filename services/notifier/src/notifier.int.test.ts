@@ -2,7 +2,7 @@ import { notifications } from '@countersign/db';
 import { freePort } from '@countersign/devstack';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import { enqueue, jobIds } from '@countersign/queues';
-import { approve, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
+import { approve, createPrincipal, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_SMTP_REASON } from './deliveries.ts';
 import { createSmtpMailer } from './mailer.ts';
@@ -130,6 +130,22 @@ describe('mail on submission, decision and issuance', () => {
     );
     await sleep(300);
     expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('admin'), addr('operator2')]);
+  });
+
+  it('records a skipped delivery, with the reason, for an approver without an email address', async () => {
+    const noMail = await createPrincipal(p.db, p.org.admin, { name: 'operator-nomail', role: 'operator', email: null });
+    const profileId = await p.gatedProfile({}, [p.org.operator1.id, noMail.id]);
+    const r = await p.submit(p.org.requester, profileId, 'nomail.example.test');
+    await p.drain();
+    const rows = await eventually('deliveries recorded', async () => {
+      const x = await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId));
+      return x.filter((d) => d.status !== 'pending').length === 3 && x;
+    });
+    expect(rows.map((d) => [d.recipient, d.status, d.last_error])).toEqual([
+      [addr('admin'), 'sent', null],
+      [addr('operator1'), 'sent', null],
+      [`principal:${noMail.id}`, 'skipped', 'principal operator-nomail has no email address'],
+    ]);
   });
 
   it.each([
