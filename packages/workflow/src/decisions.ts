@@ -45,6 +45,19 @@ export interface DecisionResult {
 const alreadyDecided = (a: ApprovalRow) =>
   new DomainError('already_decided', `approval request is already ${a.state}`, { state: a.state });
 
+/**
+ * A request past its deadline is as good as expired even before the reaper
+ * gets to it: it can no longer be approved or rejected (the database refuses too).
+ */
+function assertDecidable(a: ApprovalRow): void {
+  if (a.state !== 'pending') throw alreadyDecided(a);
+  if (a.expires_at.getTime() <= Date.now()) {
+    throw new DomainError('already_decided', `approval request expired at ${a.expires_at.toISOString()}`, {
+      state: 'expired',
+    });
+  }
+}
+
 async function lockVisible(tx: Tx, p: Principal, approvalId: string): Promise<ApprovalRow> {
   const a = await approvals.lockApproval(tx, p.orgId, approvalId);
   if (!a || (readsOnlyOwn(p) && a.requested_by !== p.id)) throw notFound('approval request');
@@ -121,7 +134,7 @@ export async function approve(db: Db, p: Principal, approvalId: string, note: st
   return db.transaction().execute(async (tx) => {
     const a = await lockVisible(tx, p, approvalId);
     await assertEligible(tx, p, a);
-    if (a.state !== 'pending') throw alreadyDecided(a);
+    assertDecidable(a);
     const actor = actorOf(p);
     try {
       await approvals.insertVote(tx, {
@@ -160,7 +173,7 @@ export async function reject(db: Db, p: Principal, approvalId: string, note: str
   return db.transaction().execute(async (tx) => {
     const a = await lockVisible(tx, p, approvalId);
     await assertEligible(tx, p, a);
-    if (a.state !== 'pending') throw alreadyDecided(a);
+    assertDecidable(a);
     const decided = await finish(tx, a, 'rejected', actorOf(p), note, [], 'approval_rejected');
     return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'rejected' };
   });
@@ -202,7 +215,8 @@ export async function bypass(db: Db, approvalId: string): Promise<DecisionResult
     const found = await approvals.findApprovalById(tx, approvalId);
     if (!found) return null;
     const a = await approvals.lockApproval(tx, found.org_id, approvalId);
-    if (!a || a.state !== 'pending' || a.environment === 'production') return null;
+    if (!a || a.state !== 'pending' || a.environment === 'production' || a.expires_at.getTime() <= Date.now())
+      return null;
     const decided = await finish(
       tx,
       a,

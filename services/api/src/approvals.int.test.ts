@@ -160,6 +160,29 @@ describe('decisions', () => {
   });
 });
 
+describe('deadlines', () => {
+  it('a request past its deadline cannot be approved or rejected even before the reaper expires it', async () => {
+    const { approval, job } = await submit();
+    await h.tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+      approval.id,
+    ]);
+    const late = await decide(h.org.operator1.key, approval.id, 'approve');
+    expect(late.status).toBe(409);
+    expect(late.body.code).toBe('already_decided');
+    expect(late.body.detail).toMatch(/expired at/);
+    const lateReject = await decide(h.org.operator1.key, approval.id, 'reject', { note: 'too late' });
+    expect(lateReject.status).toBe(409);
+    expect(await jobStatus(job.id)).toBe('awaiting_approval');
+    // The database refuses it on its own too.
+    await expect(
+      h.tdb.handle.pool.query(
+        `INSERT INTO approval_votes (approval_id, org_id, voter_id, voter_type, requested_by) VALUES ($1, $2, $3, 'user', $4)`,
+        [approval.id, h.org.orgId, h.org.operator1.id, h.org.requester.id],
+      ),
+    ).rejects.toThrow(/has expired/);
+  });
+});
+
 describe('M of N', () => {
   it('needs two distinct approvers when approvals_required is 2', async () => {
     const twoOf = await saveProfile(

@@ -347,6 +347,10 @@ BEGIN
      OR NEW.environment <> OLD.environment OR NEW.domains <> OLD.domains THEN
     RAISE EXCEPTION 'approval request % facts are immutable', OLD.id USING ERRCODE = 'check_violation';
   END IF;
+  -- Past its deadline a request can only expire (or be voided): never approved or rejected late.
+  IF NEW.state IN ('approved', 'rejected') AND OLD.expires_at <= now() THEN
+    RAISE EXCEPTION 'approval request % expired at %', OLD.id, OLD.expires_at USING ERRCODE = 'check_violation';
+  END IF;
   IF NEW.state = 'approved' THEN
     IF NEW.decided_by_type = 'system' THEN
       IF NEW.decided_by <> 'system-bypass' OR NEW.environment = 'production' THEN
@@ -364,11 +368,11 @@ END $fn$;
 CREATE TRIGGER approval_requests_guard BEFORE UPDATE OR DELETE ON approval_requests
   FOR EACH ROW EXECUTE FUNCTION approval_requests_guard();
 
--- Votes are only cast on pending requests.
+-- Votes are only cast on pending requests still within their deadline.
 CREATE FUNCTION approval_votes_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM approval_requests WHERE id = NEW.approval_id AND state = 'pending') THEN
-    RAISE EXCEPTION 'approval request % is not pending', NEW.approval_id USING ERRCODE = 'check_violation';
+  IF NOT EXISTS (SELECT 1 FROM approval_requests WHERE id = NEW.approval_id AND state = 'pending' AND expires_at > now()) THEN
+    RAISE EXCEPTION 'approval request % is not pending or has expired', NEW.approval_id USING ERRCODE = 'check_violation';
   END IF;
   RETURN NEW;
 END $fn$;
