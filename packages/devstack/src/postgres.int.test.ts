@@ -92,6 +92,31 @@ describe('startPostgres', () => {
   });
 });
 
+describe('PostgresServer.restart', () => {
+  it(
+    'comes back on the same port with committed data, after a fast or an immediate stop',
+    { timeout: 90_000 },
+    async () => {
+      const tmp = await makeTempDir('pg-restart');
+      const server = await startPostgres({ dataDir: join(tmp.path, 'data') });
+      try {
+        await query(server.url, 'CREATE TABLE t (v int); INSERT INTO t VALUES (1)');
+        const first = server.pid;
+        await server.restart();
+        expect(server.pid).not.toBe(first);
+        await query(server.url, 'INSERT INTO t VALUES (2)');
+        await server.restart({ mode: 'immediate', downtimeMs: 200 });
+        const rows = await query<{ v: number }>(server.url, 'SELECT v FROM t ORDER BY v');
+        expect(rows.map((r) => r.v)).toEqual([1, 2]);
+      } finally {
+        await server.stop();
+        await tmp.remove();
+      }
+      expect(await isPortOpen(server.port)).toBe(false);
+    },
+  );
+});
+
 describe('startPostgres failures', () => {
   it('reports the server log when the requested port is taken', { timeout: 60_000 }, async () => {
     const tmp = await makeTempDir('pg-busy');

@@ -41,6 +41,17 @@ export interface PostgresServer {
   reused: boolean;
   /** Fast shutdown (SIGINT: abort sessions, checkpoint) and wait for the postmaster to exit. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same data dir and port (clients reconnect to the
+   * same URL). `immediate` crashes it (SIGQUIT, crash recovery at the next start) instead of a fast
+   * shutdown; `downtimeMs` keeps it down that long. Not for an adopted (reused) server.
+   */
+  restart(opts?: PostgresRestartOptions): Promise<void>;
+}
+
+export interface PostgresRestartOptions {
+  mode?: 'fast' | 'immediate';
+  downtimeMs?: number;
 }
 
 const STOP_TIMEOUT_MS = 30_000;
@@ -99,6 +110,9 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
       port: running.port,
       pid: running.pid,
       reused: true,
+      restart: async () => {
+        throw new Error('postgres: cannot restart a cluster this process did not start');
+      },
       stop: once(async () => {
         log.info(`postgres: stopping reused postmaster ${running.pid}`);
         signal(running.pid, 'SIGINT');
@@ -147,26 +161,48 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
     log.info(`postgres: ${dataDir} ready on port ${port} (pid ${pid}, ${Date.now() - started} ms)`);
     if (options.detached) child.unref();
 
-    return {
+    let current = { child, pid, exited };
+    let stopped = false;
+    const stopCurrent = async (sig: NodeJS.Signals) => {
+      const c = current;
+      if (c.child.exitCode === null && c.child.signalCode === null && isAlive(c.pid)) {
+        c.child.kill(sig);
+        const timedOut = await Promise.race([c.exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
+        if (timedOut) {
+          log.warn(`postgres: shutdown of ${c.pid} timed out, sending SIGQUIT`);
+          c.child.kill('SIGQUIT');
+          await c.exited;
+        }
+      }
+      untrackChild(c.pid);
+    };
+    const server: PostgresServer = {
       ...paths,
       url: pgUrl(port),
       port,
       pid,
       reused: false,
       stop: once(async () => {
-        if (child.exitCode === null && child.signalCode === null && isAlive(pid)) {
-          child.kill('SIGINT');
-          const timedOut = await Promise.race([exited.then(() => false), sleep(STOP_TIMEOUT_MS).then(() => true)]);
-          if (timedOut) {
-            log.warn(`postgres: fast shutdown of ${pid} timed out, sending SIGQUIT`);
-            child.kill('SIGQUIT');
-            await exited;
-          }
-        }
-        untrackChild(pid);
+        stopped = true;
+        await stopCurrent('SIGINT');
         log.info(`postgres: stopped ${dataDir}`);
       }),
+      restart: async (opts: PostgresRestartOptions = {}) => {
+        if (stopped) throw new Error('postgres: cannot restart a stopped server');
+        await stopCurrent(opts.mode === 'immediate' ? 'SIGQUIT' : 'SIGINT');
+        if (opts.downtimeMs) await sleep(opts.downtimeMs);
+        const next = spawnPostmaster(bins, dataDir, socketDir, logFile, port, options, runAs);
+        if (next.pid === undefined) throw new Error(`postgres: failed to spawn ${bins.postgres}`);
+        const nextExited = new Promise<void>((res) => next.once('exit', () => res()));
+        current = { child: next, pid: next.pid, exited: nextExited };
+        if (!options.detached) trackChild(next.pid, 'postgres', 'SIGQUIT');
+        await waitUntilReady(bins, port, timeoutMs, () => exitReason(next), logFile, nextExited);
+        if (options.detached) next.unref();
+        server.pid = next.pid;
+        log.info(`postgres: ${dataDir} restarted on port ${port} (pid ${next.pid})`);
+      },
     };
+    return server;
   }
 }
 

@@ -57,4 +57,23 @@ describe('startRedis', () => {
       await redis.stop();
     }
   });
+
+  it(
+    'restart({ wipe, downtimeMs }) comes back empty after an outage, on the same port',
+    { timeout: 30_000 },
+    async () => {
+      const redis = await startRedis({ dir: `${tmp.path}/wipe`, log, persistence: 'aof' });
+      try {
+        expect(await cli(redis.port, 'SET', 'k', 'v')).toBe('OK');
+        const restarting = redis.restart({ wipe: true, downtimeMs: 500 });
+        await new Promise((r) => setTimeout(r, 250));
+        expect(await pingRedis(redis.port)).toBe(false);
+        await restarting;
+        expect(await cli(redis.port, 'GET', 'k')).toBe('');
+        expect(await cli(redis.port, 'DBSIZE')).toBe('0');
+      } finally {
+        await redis.stop();
+      }
+    },
+  );
 });

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { findRedisBinaries } from './binaries.ts';
@@ -27,8 +27,17 @@ export interface RedisServer {
   logFile: string;
   /** SHUTDOWN-equivalent (SIGTERM: redis saves/flushes per persistence) and wait for exit. Idempotent. */
   stop(): Promise<void>;
-  /** Stop and start again on the same port and dir, e.g. to test reconnection or AOF recovery. */
-  restart(): Promise<void>;
+  /**
+   * Stop and start again on the same port and dir, e.g. to test reconnection or AOF recovery.
+   * `downtimeMs` keeps it down that long (an outage); `wipe` deletes the AOF/RDB files first,
+   * so it comes back empty like a server restarted without persistence.
+   */
+  restart(opts?: RedisRestartOptions): Promise<void>;
+}
+
+export interface RedisRestartOptions {
+  downtimeMs?: number;
+  wipe?: boolean;
 }
 
 const STOP_TIMEOUT_MS = 15_000;
@@ -144,13 +153,25 @@ export async function startRedis(options: StartRedisOptions): Promise<RedisServe
       await stopCurrent();
       log.info(`redis: stopped port ${port}`);
     },
-    async restart() {
+    async restart(opts: RedisRestartOptions = {}) {
       if (stopped) throw new Error('redis: cannot restart a stopped server');
       await stopCurrent();
+      if (opts.wipe) await removePersistence(dir);
+      if (opts.downtimeMs) await sleep(opts.downtimeMs);
+      if (stopped) return;
       current = await launch(port);
       pid = current.child.pid ?? 0;
     },
   };
+}
+
+/** The AOF directory (Redis 7) and RDB snapshot; redis.log stays. */
+async function removePersistence(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (name === 'appendonlydir' || name.endsWith('.aof') || name.endsWith('.rdb')) {
+      await rm(join(dir, name), { recursive: true, force: true });
+    }
+  }
 }
 
 /** Sends inline `PING` and resolves once the reply is `+PONG` (not `-LOADING` while the AOF replays). */
