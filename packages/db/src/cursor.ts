@@ -26,7 +26,10 @@ export function decodeCursor(cursor: string | undefined): KeysetPosition | null 
       typeof parsed[1] === 'string'
     ) {
       const at = new Date(parsed[0]);
-      if (!Number.isNaN(at.getTime()) && UUID.test(parsed[1])) return { at, id: parsed[1] };
+      // Years PostgreSQL cannot compare against (it stops at 4713 BC) are no cursor this api ever gave out.
+      const year = at.getUTCFullYear();
+      if (!Number.isNaN(at.getTime()) && year >= 1 && year <= 9999 && UUID.test(parsed[1]))
+        return { at, id: parsed[1] };
     }
   } catch {
     // fall through to the error below

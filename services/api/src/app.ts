@@ -65,7 +65,50 @@ function makeAjv(coerce: boolean): Ajv {
     strict: false,
   });
   addFormats(ajv);
+  // RFC 3339 as ajv-formats checks it, and also an instant that Date and PostgreSQL can hold: ajv accepts
+  // a leap second (23:59:60) that Date cannot parse, and years PostgreSQL cannot store.
+  const rfc3339 = ajv.formats['date-time'];
+  const syntax = (s: string): boolean => {
+    const v = typeof rfc3339 === 'object' && 'validate' in rfc3339 ? rfc3339.validate : rfc3339;
+    if (v instanceof RegExp) return v.test(s);
+    return typeof v === 'function' ? (v as (x: string) => unknown)(s) === true : true;
+  };
+  ajv.addFormat('date-time', {
+    type: 'string',
+    validate: (s: string) => {
+      if (!syntax(s)) return false;
+      const t = Date.parse(s);
+      if (!Number.isFinite(t)) return false;
+      const year = new Date(t).getUTCFullYear();
+      return year >= 1 && year <= 9999;
+    },
+  });
   return ajv;
+}
+
+// PostgreSQL text cannot hold U+0000, and a lone UTF-16 surrogate would be stored as U+FFFD.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: U+0000 is exactly what this refuses
+const NOT_STORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The first string in a parsed body, query or path that PostgreSQL could not store faithfully, by its path. */
+function unstorableText(root: unknown, base: string): string | null {
+  const stack: [unknown, string][] = [[root, base]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop() as [unknown, string];
+    if (typeof v === 'string') {
+      if (NOT_STORABLE.test(v)) return path;
+    } else if (Array.isArray(v)) {
+      v.forEach((item, i) => {
+        stack.push([item, `${path}/${i}`]);
+      });
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) {
+        if (NOT_STORABLE.test(k)) return `${path}/${k}`;
+        stack.push([item, `${path}/${k}`]);
+      }
+    }
+  }
+  return null;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
@@ -79,6 +122,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     requestIdHeader: false,
     disableRequestLogging: true,
     routerOptions: { ignoreTrailingSlash: true },
+    // A URL the router cannot decode (bad percent-encoding) gets a problem like every other refusal.
+    frameworkErrors: (err, req, reply) => {
+      reply.header('x-request-id', String(req.id));
+      sendProblem(reply, problemOf('validation_failed', `malformed request: ${err.message}`, req));
+    },
   });
   // First, so it also sees the routes that plugins (docs, console) register.
   if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
@@ -129,6 +177,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const limits = deps.limits ?? DEFAULT_ABUSE_LIMITS;
   app.addHook('onRequest', rateLimitHook(deps.rateLimiter ?? memoryRateLimiter(), limits));
   app.addHook('preHandler', openRequestsHook(deps.db, limits));
+  app.addHook('preValidation', async (req) => {
+    const bad =
+      unstorableText(req.params, 'params') ??
+      unstorableText(req.query, 'querystring') ??
+      unstorableText(req.body, 'body');
+    if (bad) {
+      throw new DomainError('validation_failed', `${bad}: text must not contain U+0000 or unpaired UTF-16 surrogates`);
+    }
+  });
   // POSTs without a body validate as an empty object, so required fields get a clear message.
   app.addHook('preValidation', async (req) => {
     if (req.body === undefined && req.method === 'POST') req.body = {};

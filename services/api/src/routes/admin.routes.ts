@@ -38,10 +38,14 @@ const ProfileBody = Type.Object(
 );
 type ProfileBody = Static<typeof ProfileBody>;
 
+// Ten years: far past any sane approval window, and well inside the integer columns that store seconds.
+const MAX_DURATION_MS = 3650 * 86_400_000;
+
 const seconds = (field: string, v: string | null | undefined): number | null => {
   if (v === undefined || v === null) return null;
   const ms = parseDuration(v);
   if (ms === null || ms < 1000) throw new DomainError('validation_failed', `${field} must be at least 1s`);
+  if (ms > MAX_DURATION_MS) throw new DomainError('validation_failed', `${field} must be at most 3650d`);
   return Math.round(ms / 1000);
 };
 
