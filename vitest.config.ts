@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * Three projects: unit tests (no I/O, beside the code), integration tests
- * (real PostgreSQL and Redis started once per run by the global setup), and
- * end-to-end tests (the five services as real processes).
+ * Projects, run in this order (sequence.groupOrder) so the heavy ones do not
+ * compete for the two cores: unit tests and infra checks (no I/O), integration
+ * tests (real PostgreSQL and Redis started once per run by the global setup),
+ * and end-to-end tests (the five services as real processes).
  */
 const GLOBAL_SETUP = './packages/testing/src/global-setup.ts';
 
@@ -13,6 +14,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['packages/*/src/**/*.test.ts', 'services/*/src/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', '**/node_modules/**'],
         },
@@ -20,6 +22,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          sequence: { groupOrder: 1 },
           include: ['packages/*/src/**/*.int.test.ts', 'services/*/src/**/*.int.test.ts'],
           globalSetup: [GLOBAL_SETUP],
           testTimeout: 60_000,
@@ -32,6 +35,7 @@ export default defineConfig({
         // Deployment artefacts (compose, Kubernetes, Prometheus rules, Grafana): parsed and cross-checked, no I/O.
         test: {
           name: 'infra',
+          sequence: { groupOrder: 0 },
           include: ['test/infra/**/*.test.ts'],
           testTimeout: 60_000,
         },
@@ -39,6 +43,7 @@ export default defineConfig({
       {
         test: {
           name: 'e2e',
+          sequence: { groupOrder: 2 },
           include: ['test/e2e/**/*.e2e.test.ts'],
           globalSetup: [GLOBAL_SETUP],
           testTimeout: 120_000,

@@ -21,7 +21,7 @@ export async function seedPendingApprovals(
         `WITH c AS (
            INSERT INTO certificates (org_id, profile_id, owner_id, common_name, sans, public_key, created_at)
            SELECT $1, $2, $3, 'seed-' || g || '.demo.example', ARRAY['seed-' || g || '.demo.example'], '\\x00'::bytea,
-                  now() - make_interval(secs => g + $5)
+                  date_trunc('milliseconds', now()) - make_interval(secs => g + $5)
            FROM generate_series(1, $4) g
            RETURNING id, created_at, common_name, sans
          ), j AS (

@@ -248,3 +248,34 @@ describe('org isolation', () => {
     expect(list.body.items).toEqual([]);
   });
 });
+
+describe('paging', () => {
+  it('returns every row exactly once when paging one by one, even for rows created in the same millisecond', async () => {
+    const other = await seedOrg(h.tdb.handle.db);
+    const { csrPem } = await csrFor('page.example.test');
+    const made = await Promise.all(
+      [1, 2, 3, 4].map(() =>
+        h.call(other.admin.key, {
+          method: 'POST',
+          url: '/api/v1/certificates',
+          payload: { profile_id: other.open.id, common_name: 'page.example.test', csr: csrPem },
+        }),
+      ),
+    );
+    const expected = made.map((m) => m.body.certificate.id).sort();
+    for (const kind of ['certificates', 'jobs'] as const) {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { body: { items: { id: string; certificate_id?: string }[]; next_cursor: string | null } } =
+          await h.call(other.admin.key, {
+            method: 'GET',
+            url: `/api/v1/${kind}?limit=1${cursor ? `&cursor=${cursor}` : ''}`,
+          });
+        seen.push(...page.body.items.map((i) => i.certificate_id ?? i.id));
+        cursor = page.body.next_cursor;
+      } while (cursor);
+      expect(seen.sort(), kind).toEqual(expected);
+    }
+  });
+});

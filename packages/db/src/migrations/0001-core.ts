@@ -91,7 +91,8 @@ CREATE TABLE certificates (
   public_key bytea NOT NULL,
   current_version_id uuid,
   not_after timestamptz,
-  created_at timestamptz NOT NULL DEFAULT now(),
+  -- Millisecond precision: keyset cursors carry JavaScript dates, so paging must compare like with like.
+  created_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
   updated_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (id, org_id),
   FOREIGN KEY (profile_id, org_id) REFERENCES profiles(id, org_id),
@@ -116,7 +117,8 @@ CREATE TABLE jobs (
   public_key bytea NOT NULL,
   error text,
   attempts integer NOT NULL DEFAULT 0,
-  created_at timestamptz NOT NULL DEFAULT now(),
+  -- Millisecond precision: keyset cursors carry JavaScript dates, so paging must compare like with like.
+  created_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
   updated_at timestamptz NOT NULL DEFAULT now(),
   released_at timestamptz,
   completed_at timestamptz,
@@ -142,7 +144,8 @@ CREATE TABLE approval_requests (
   domains text[] NOT NULL,
   environment text NOT NULL,
   approvals_required integer NOT NULL CHECK (approvals_required BETWEEN 1 AND 10),
-  requested_at timestamptz NOT NULL DEFAULT now(),
+  -- Millisecond precision: keyset cursors carry JavaScript dates, so paging must compare like with like.
+  requested_at timestamptz NOT NULL DEFAULT date_trunc('milliseconds', now()),
   expires_at timestamptz NOT NULL,
   escalate_at timestamptz,
   state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'voided')),
