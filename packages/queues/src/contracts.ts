@@ -76,6 +76,7 @@ export const MAINTENANCE_TASKS = [
   'reconcile-released',
   'renewal-scan',
   'verify-audit',
+  'checkpoint-audit',
   'prune-idempotency',
 ] as const;
 export type MaintenanceTask = (typeof MAINTENANCE_TASKS)[number];

@@ -1,4 +1,4 @@
-import { verifyAllChains } from '@countersign/db';
+import { createCheckpointsForAllOrgs, keyringOf, loadOrCreateSigningKey, verifyAllChains } from '@countersign/db';
 import { closeSharedClients, startService } from '@countersign/runtime';
 import { startReaper } from './reaper.ts';
 
@@ -9,6 +9,12 @@ import { startReaper } from './reaper.ts';
  */
 const rt = await startService('reaper');
 const { config, log } = rt;
+
+// The same key file as the api's: checkpoints signed here verify there (one mounted secret in production).
+const { key: signingKey } = await loadOrCreateSigningKey(config.auditSigningKeyFile, {
+  create: config.auditSigningKeyCreate,
+});
+const keyring = keyringOf(signingKey.publicKey);
 
 const reaper = await startReaper({
   db: rt.database.db,
@@ -22,13 +28,16 @@ const reaper = await startReaper({
     reconcileEveryMs: config.reaperReconcileIntervalMs,
     renewalScanEveryMs: config.renewalScanIntervalMs,
     auditVerifyEveryMs: config.auditVerifyIntervalMs,
+    auditCheckpointEveryMs: config.auditCheckpointIntervalMs,
     idempotencyPruneEveryMs: config.idempotencyPruneIntervalMs,
     gaugeRefreshMs: config.gaugeRefreshMs,
     reconcileGraceMs: config.reconcileGraceMs,
     batchSize: config.reaperBatchSize,
     idempotencyTtlMs: config.idempotencyTtlMs,
   },
-  verifyAudit: () => verifyAllChains(rt.database, { mode: 'full' }),
+  // Against the signed checkpoints, so truncation of the newest records is caught too.
+  verifyAudit: () => verifyAllChains(rt.database, { mode: 'full', keyring }),
+  checkpointAudit: () => createCheckpointsForAllOrgs(rt.database, signingKey),
 });
 rt.addReadiness('queue', async () => ({
   ok: reaper.worker.isRunning() && (await rt.workerRedis.ping()) === 'PONG',

@@ -391,3 +391,22 @@ describe('housekeeping, gauges and schedules', () => {
     await maintenance.close();
   });
 });
+
+describe('audit checkpoints', () => {
+  it('signs one checkpoint per org head, and none again while the head has not moved', async () => {
+    const p = await startPipeline();
+    const reaper = await startTestReaper(p);
+    try {
+      const first = (await reaper.run('checkpoint-audit')) as { created: number; failures: unknown[] };
+      expect(first.failures).toEqual([]);
+      expect(first.created).toBeGreaterThanOrEqual(1);
+      const again = (await reaper.run('checkpoint-audit')) as { created: number; unchanged: number };
+      expect(again.created).toBe(0);
+      const rows = await count(p, 'SELECT count(*) n FROM audit_checkpoints');
+      expect(rows).toBe(first.created);
+    } finally {
+      await reaper.close();
+      await p.close();
+    }
+  });
+});

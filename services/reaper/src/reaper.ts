@@ -44,6 +44,12 @@ export interface ReaperDeps {
   readonly settings: ReaperSettings;
   /** Verifies every org's audit chain (the ledger's verifyAllChains). */
   readonly verifyAudit: () => Promise<ChainsReport>;
+  /** Signs a checkpoint of every org's chain head (the ledger's createCheckpointsForAllOrgs). */
+  readonly checkpointAudit: () => Promise<{
+    created: number;
+    unchanged: number;
+    failures: { org_id: string; error: string }[];
+  }>;
 }
 
 export type TaskTable = Record<MaintenanceTask, () => Promise<unknown>>;
@@ -103,6 +109,12 @@ export function buildTasks(
     }),
     'renewal-scan': renewalScanTask({ db, log, settings: settings.workflow, batchSize, maxBatches }),
     'verify-audit': verifyAuditTask({ log, verify: deps.verifyAudit, publish: chain.publish }),
+    'checkpoint-audit': async () => {
+      const r = await deps.checkpointAudit();
+      for (const f of r.failures) log.error({ org_id: f.org_id, reason: f.error }, 'audit checkpoint refused');
+      if (r.created > 0) log.info({ created: r.created, unchanged: r.unchanged }, 'audit checkpoints signed');
+      return r;
+    },
     'prune-idempotency': pruneIdempotencyTask({ db, ttlMs: settings.idempotencyTtlMs, batchSize, maxBatches }),
   };
 }

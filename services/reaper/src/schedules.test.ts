@@ -7,6 +7,7 @@ const settings = {
   renewalScanEveryMs: 3_600_000,
   auditVerifyEveryMs: 3_600_000,
   idempotencyPruneEveryMs: 3_600_000,
+  auditCheckpointEveryMs: 3_600_000,
   gaugeRefreshMs: 15_000,
 };
 

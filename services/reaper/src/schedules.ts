@@ -14,6 +14,7 @@ export interface ScheduleSettings {
   readonly reconcileEveryMs: number;
   readonly renewalScanEveryMs: number;
   readonly auditVerifyEveryMs: number;
+  readonly auditCheckpointEveryMs: number;
   readonly idempotencyPruneEveryMs: number;
   /** Refresh of the gauges this reaper exports (see LOCAL_SCHEDULES). */
   readonly gaugeRefreshMs: number;
@@ -34,6 +35,7 @@ export function scheduleSpecs(s: ScheduleSettings): ScheduleSpec[] {
     { id: 'reconcile-released-v1', task: 'reconcile-released', everyMs: s.reconcileEveryMs },
     { id: 'renewal-scan-v1', task: 'renewal-scan', everyMs: s.renewalScanEveryMs },
     { id: 'verify-audit-v1', task: 'verify-audit', everyMs: s.auditVerifyEveryMs },
+    { id: 'checkpoint-audit-v1', task: 'checkpoint-audit', everyMs: s.auditCheckpointEveryMs },
     { id: 'prune-idempotency-v1', task: 'prune-idempotency', everyMs: s.idempotencyPruneEveryMs },
   ];
 }

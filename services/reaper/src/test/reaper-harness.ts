@@ -1,4 +1,4 @@
-import { verifyAllChains } from '@countersign/db';
+import { createCheckpointsForAllOrgs, generateSigningKey, verifyAllChains } from '@countersign/db';
 import { createLogger, createRegistry, type Registry } from '@countersign/observability';
 import { createRedis } from '@countersign/queues';
 import type { Pipeline } from '../../../notifier/src/test/pipeline-harness.ts';
@@ -18,12 +18,15 @@ export const FAST: ReaperSettings = {
   reconcileEveryMs: 1_000,
   renewalScanEveryMs: 3_600_000,
   auditVerifyEveryMs: 3_600_000,
+  auditCheckpointEveryMs: 3_600_000,
   idempotencyPruneEveryMs: 3_600_000,
   gaugeRefreshMs: 200,
   reconcileGraceMs: 1_000,
   batchSize: 100,
   idempotencyTtlMs: 24 * 3_600_000,
 };
+
+const signingKey = generateSigningKey();
 
 export async function startTestReaper(p: Pipeline, settings: Partial<ReaperSettings> = {}): Promise<TestReaper> {
   const producer = createRedis(p.redisUrl, 'producer');
@@ -37,6 +40,7 @@ export async function startTestReaper(p: Pipeline, settings: Partial<ReaperSetti
     workerQueues: { connection: blocking, prefix: p.prefix },
     settings: { ...FAST, ...settings },
     verifyAudit: () => verifyAllChains(p.tdb.handle, { mode: 'full' }),
+    checkpointAudit: () => createCheckpointsForAllOrgs(p.tdb.handle, signingKey),
   });
   const values = async (name: string, labels: Record<string, string>) => {
     const m = await registry.getSingleMetric(name)?.get();
