@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateLocalCa, localConnector } from '@countersign/ca';
+import { generateSigningKey } from '@countersign/db';
 import { createLogger } from '@countersign/observability';
 import { createTestDatabase, csrFor, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import type { FastifyInstance } from 'fastify';
@@ -44,6 +45,8 @@ export async function startLiveApi(): Promise<LiveApi> {
     settings: SETTINGS,
     onDecision: () => {},
     readiness: async () => ({ ready: true, checks: {} }),
+    // The audit routes are served, so the client, CLI and console exercise the real ones.
+    audit: { database: tdb.handle, signingKey: generateSigningKey() },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
