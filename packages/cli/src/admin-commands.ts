@@ -6,7 +6,9 @@ import { bootstrapOrg } from '@countersign/workflow';
  * Operator commands that talk to the database directly: they run before any
  * API key exists (provision, migrate, bootstrap).
  */
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
 
 const env = (name: string): string => {
   const v = process.env[name];

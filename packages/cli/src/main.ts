@@ -1,7 +1,5 @@
 import { DomainError } from '@countersign/domain';
-import { bootstrap, dbMigrate, dbProvision, UsageError } from './admin-commands.ts';
 import { APPROVER_HELP, approverCommands } from './approver-commands.ts';
-import { auditVerifyCommand } from './audit-commands.ts';
 
 /** `countersign <command>`: the operator and approver command-line tool. */
 const HELP = `countersign <command> [options]
@@ -16,12 +14,22 @@ Run 'countersign <command> --help' for the options of a command.
 `;
 
 type Command = (argv: string[]) => Promise<number>;
+
+// The database-backed commands pull in pg, kysely and the ledger: loaded only
+// when one of them runs, so every approver command starts about a second faster.
+const admin =
+  (name: 'dbProvision' | 'dbMigrate' | 'bootstrap'): Command =>
+  async (argv) =>
+    (await import('./admin-commands.ts'))[name](argv);
+const auditVerify: Command = async (argv) =>
+  (await import('./audit-commands.ts')).auditVerifyCommand(approverCommands['audit verify'])(argv);
+
 const COMMANDS: Record<string, Command> = {
-  'db provision': dbProvision,
-  'db migrate': dbMigrate,
-  bootstrap,
+  'db provision': admin('dbProvision'),
+  'db migrate': admin('dbMigrate'),
+  bootstrap: admin('bootstrap'),
   ...approverCommands,
-  'audit verify': auditVerifyCommand(approverCommands['audit verify']),
+  'audit verify': auditVerify,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -41,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof UsageError || err instanceof DomainError) {
+    if ((err instanceof Error && err.name === 'UsageError') || err instanceof DomainError) {
       process.stderr.write(`countersign: ${err.message}\n`);
       process.exit(2);
     }
