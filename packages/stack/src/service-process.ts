@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,8 +92,11 @@ export async function waitForHttp(url: string, timeoutMs: number, proc?: Service
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    if (proc && !proc.running())
-      throw new Error(`${proc.id} exited before ${url} was ready (see ${proc.logFile ?? 'its output'})`);
+    if (proc && !proc.running()) {
+      const log = proc.logFile ? await readFile(proc.logFile, 'utf8').catch(() => '') : '';
+      const tail = log.trim().split('\n').slice(-5).join('\n');
+      throw new Error(`${proc.id} exited before ${url} was ready (see ${proc.logFile ?? 'its output'}):\n${tail}`);
+    }
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
       if (res.ok) return;
