@@ -6,7 +6,13 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RouteOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+  type RouteOptions,
+} from 'fastify';
 import { authenticator } from './auth.ts';
 import { problemOf, sendProblem, toProblem } from './problem.ts';
 import {
@@ -120,7 +126,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[\w.-]{1,100}$/.test(given) ? given : crypto.randomUUID();
     },
     requestIdHeader: false,
-    disableRequestLogging: true,
+    // Request logging is ours (ids and redaction); Fastify's per-request lines are off.
+    logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { ignoreTrailingSlash: true },
     // A URL the router cannot decode (bad percent-encoding) gets a problem like every other refusal.
     frameworkErrors: (err, req, reply) => {
