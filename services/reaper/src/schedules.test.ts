@@ -20,6 +20,7 @@ describe('schedules', () => {
       'reconcile-released-v1',
       'renewal-scan-v1',
       'verify-audit-v1',
+      'checkpoint-audit-v1',
       'prune-idempotency-v1',
     ]);
     expect(new Set(specs.map((s) => s.task)).size).toBe(specs.length);
