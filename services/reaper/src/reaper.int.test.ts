@@ -171,7 +171,10 @@ describe('reconciliation', () => {
       // Redis loses everything, the reaper's own schedules included. It notices they vanished, declares
       // them again, and the reconciler re-releases the approved jobs from PostgreSQL.
       await admin.flushall();
-      await eventually('schedules back', async () => (await reaper.queues.maintenance.getJobSchedulersCount()) === 5);
+      await eventually(
+        'schedules back',
+        async () => (await reaper.queues.maintenance.getJobSchedulersCount()) === scheduleSpecs(FAST).length,
+      );
       await eventually('all re-released', async () => (await p.issuance.getJobCounts('waiting')).waiting === 8, 10_000);
       p.startIssuer();
       await eventually(
