@@ -20,7 +20,7 @@ type ServiceName = (typeof SERVICES)[number];
 /** Which service exports each metric family (the decision counter is split by outcome below). */
 const OWNERS: Record<string, ServiceName[]> = {
   countersign_approval_decisions_total: ['api', 'approval', 'reaper'],
-  countersign_approval_pending_age_seconds: ['api', 'reaper'],
+  countersign_approval_pending_age_seconds: ['api', 'reaper', 'approval'],
   countersign_approvals_pending: ['reaper'],
   countersign_certificates_issued_total: ['issuer'],
   countersign_issuance_seconds: ['issuer'],
@@ -209,6 +209,9 @@ describe('SPEC §7 metrics, scraped from the five running services', () => {
     expect(atReaper?.count).toBe(1); // the expiry
     expect(atReaper?.sum).toBeGreaterThanOrEqual(3); // it waited out the 3 s timeout
     expect(m.api.family('countersign_approval_pending_age_seconds').type).toBe('histogram');
+    // The bypassed staging request is observed where the bypass happens, in the approval relay.
+    const bypassed = m.approval.family('countersign_approval_pending_age_seconds').histograms;
+    expect(bypassed.reduce((n, h) => n + h.count, 0)).toBe(1);
   });
 
   it('the pending gauge per profile counted the waiting request and dropped to 0 once it expired', () => {
