@@ -3,7 +3,8 @@
 set -e
 case "$1" in
   api|approval|issuer|notifier|reaper)
-    exec node --import tsx "/app/services/$1/src/main.ts" ;;
+    # The bundle built in the image (scripts/build-services.ts): plain node, no TypeScript loader.
+    exec node "/app/services/$1/dist/main.mjs" ;;
   countersign)
     shift
     exec node /app/packages/cli/bin/countersign.mjs "$@" ;;

@@ -73,6 +73,8 @@ try {
     smtp: 'sink',
     seedDemo: true,
     redisPersistence: 'aof',
+    // As in production: the bundles of scripts/build-services.ts on plain node (pnpm bench builds them first).
+    bundled: true,
     env: {
       COUNTERSIGN_LOG_LEVEL: 'warn',
       // The benchmark is one requester and one approver at full speed: abuse limits off.

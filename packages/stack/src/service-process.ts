@@ -39,6 +39,8 @@ export interface ServiceProcessOptions {
   /** Echo the service's output to this process's stdout too. */
   readonly echo?: boolean | undefined;
   readonly id?: string | undefined;
+  /** Run the bundle built by scripts/build-services.ts instead of the sources through tsx. */
+  readonly bundled?: boolean | undefined;
 }
 
 export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): ServiceProcess {
@@ -49,7 +51,10 @@ export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): 
   const start = () => {
     if (child && child.exitCode === null && child.signalCode === null) return;
     if (opts.logFile && !log) log = createWriteStream(opts.logFile, { flags: 'a' });
-    const c = spawn(process.execPath, ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')], {
+    const args = opts.bundled
+      ? [join(REPO_ROOT, 'services', name, 'dist', 'main.mjs')]
+      : ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')];
+    const c = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env: opts.env,
       stdio: ['ignore', 'pipe', 'pipe'],

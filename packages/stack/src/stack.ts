@@ -48,6 +48,8 @@ export interface StackOptions {
   /** Role passwords; the defaults suit a loopback dev cluster only. */
   readonly ownerPassword?: string | undefined;
   readonly appPassword?: string | undefined;
+  /** Run the services from their bundles (scripts/build-services.ts), as the container image does. */
+  readonly bundled?: boolean | undefined;
 }
 
 export interface Stack {
@@ -163,6 +165,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       env: { ...env, COUNTERSIGN_METRICS_PORT: String(metricsPort) },
       logFile: join(dataDir, 'logs', `${id}.log`),
       echo: opts.echo,
+      bundled: opts.bundled,
     });
     metricsPorts.set(p, metricsPort);
     services.push(p);
