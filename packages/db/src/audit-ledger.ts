@@ -114,10 +114,39 @@ export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = ne
   return BigInt(seq);
 }
 
+/**
+ * Appends a transaction's records in one round trip when they belong to one
+ * org (always, for the workflow), keeping the chain lock no longer than needed.
+ */
 export async function appendAuditMany(
   ex: Executor,
   entries: readonly AuditEntry[],
   at: Date = new Date(),
 ): Promise<void> {
-  for (const e of entries) await appendAudit(ex, e, at);
+  const first = entries[0];
+  if (!first) return;
+  if (entries.length === 1 || entries.some((e) => e.orgId !== first.orgId)) {
+    for (const e of entries) await appendAudit(ex, e, at);
+    return;
+  }
+  const when = new Date(Math.floor(at.getTime()));
+  const bodies = entries.map((e) =>
+    canonicalAuditBody({
+      orgId: e.orgId,
+      at: when,
+      actorId: e.actor.id,
+      actorType: e.actor.type,
+      action: e.action,
+      resourceType: e.resourceType,
+      resourceId: e.resourceId,
+      details: e.details,
+    }),
+  );
+  await sql`
+    SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
+      ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
+      ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
+      ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => JSON.stringify(e.details))}::jsonb[],
+      ${bodies}::bytea[])
+  `.execute(ex);
 }

@@ -4,6 +4,7 @@ import * as core from './migrations/0001-core.ts';
 import * as notifications from './migrations/0002-notifications.ts';
 import * as auditCheckpoints from './migrations/0003-audit-checkpoints.ts';
 import * as clientCertificates from './migrations/0004-client-certificates.ts';
+import * as auditAppendBatch from './migrations/0005-audit-append-batch.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-notifications': notifications,
   '0003-audit-checkpoints': auditCheckpoints,
   '0004-client-certificates': clientCertificates,
+  '0005-audit-append-batch': auditAppendBatch,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

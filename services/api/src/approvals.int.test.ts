@@ -237,3 +237,16 @@ describe('the approval queue', () => {
     expect(huge.status).toBe(400);
   });
 });
+
+describe('the audit chain after all of the above', () => {
+  it('verifies, with records appended several per transaction', async () => {
+    const r = await h.call(h.org.admin.key, { method: 'GET', url: '/api/v1/audit/verify' });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ ok: true, first_bad_seq: null });
+    expect(r.body.checked).toBeGreaterThan(50);
+    const multi = await h.tdb.superuser<{ n: string }>(
+      `SELECT count(*) n FROM (SELECT at FROM audit_records GROUP BY org_id, at HAVING count(*) >= 3) t`,
+    );
+    expect(Number(multi.rows[0]?.n)).toBeGreaterThan(0);
+  });
+});
