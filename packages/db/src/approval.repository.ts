@@ -188,3 +188,24 @@ export async function countPendingByProfile(ex: Executor): Promise<{ profile_id:
     .execute();
   return rows.map((r) => ({ profile_id: r.profile_id, pending: Number(r.pending) }));
 }
+
+/**
+ * Expires up to `limit` pending requests past their deadline in one statement
+ * (set-based: the reaper must clear a large backlog quickly). Rows are claimed
+ * with SKIP LOCKED so several reapers share the work, and the update is still
+ * compare-and-set on `pending`.
+ */
+export async function expireBatch(ex: Executor, now: Date, limit: number, decidedBy: string): Promise<ApprovalRow[]> {
+  const { rows } = await sql<ApprovalRow>`
+    UPDATE approval_requests a
+       SET state = 'expired', decided_by = ${decidedBy}, decided_by_type = 'system', decided_at = now(),
+           decision_note = 'approval expired'
+      FROM (SELECT id FROM approval_requests
+             WHERE state = 'pending' AND expires_at <= ${now}
+             ORDER BY expires_at LIMIT ${limit}
+             FOR UPDATE SKIP LOCKED) due
+     WHERE a.id = due.id AND a.state = 'pending'
+     RETURNING a.*
+  `.execute(ex);
+  return rows;
+}

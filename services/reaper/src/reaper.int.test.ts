@@ -46,16 +46,22 @@ describe('expiry', () => {
         const job = await p.db.selectFrom('jobs').selectAll().where('id', '=', r.job.id).executeTakeFirstOrThrow();
         expect([job.status, job.error]).toEqual(['cancelled', 'approval expired']);
 
+        // Exactly one audit record per expiry, naming the job it cancelled.
         const audit = await p.db
           .selectFrom('audit_records')
-          .select(['action', 'actor_id', 'actor_type', 'resource_id'])
+          .select(['action', 'actor_id', 'actor_type', 'resource_id', 'details'])
           .where('resource_id', 'in', [r.approvalId, r.job.id])
           .where('action', 'in', ['approval_expired', 'job_cancelled'])
           .orderBy('seq')
           .execute();
         expect(audit).toEqual([
-          { action: 'approval_expired', actor_id: 'system-reaper', actor_type: 'system', resource_id: r.approvalId },
-          { action: 'job_cancelled', actor_id: 'system-reaper', actor_type: 'system', resource_id: r.job.id },
+          {
+            action: 'approval_expired',
+            actor_id: 'system-reaper',
+            actor_type: 'system',
+            resource_id: r.approvalId,
+            details: expect.objectContaining({ job_id: r.job.id, job_status: 'cancelled', error: 'approval expired' }),
+          },
         ]);
 
         const late = await api.call(api.org.operator1.key, {
