@@ -31,6 +31,13 @@ export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
   });
   // An idle client losing its connection (pg_terminate_backend, a restart) must not crash the process.
   pool.on('error', (err) => opts.onError?.(err));
+  // Nor may a checked-out one: the pool listens for errors only on idle clients, so a connection that dies
+  // between two statements of a transaction (or under the audit verifier's held client) would emit 'error'
+  // with no listener and take the process down. The statement in flight, or the next, fails on its own and
+  // the pool discards the dead client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,

@@ -1,0 +1,37 @@
+import { createTestDatabase, type TestDatabase } from '@countersign/testing';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from './database.ts';
+
+/**
+ * The chaos harness's pg_terminate_backend took the api down: a connection
+ * killed between two statements of a transaction emitted 'error' on a
+ * checked-out client, which had no listener. The transaction must fail, the
+ * process must live on and the pool must hand out working connections again.
+ */
+let tdb: TestDatabase;
+
+beforeAll(async () => {
+  tdb = await createTestDatabase();
+});
+afterAll(async () => tdb?.drop());
+
+describe('createDatabase', () => {
+  it('survives the connection of an open transaction being terminated between statements', async () => {
+    const handle = createDatabase({ url: tdb.appUrl, poolSize: 2, applicationName: 'countersign-terminate-test' });
+    try {
+      const tx = handle.db.transaction().execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+        await tdb.superuser('SELECT pg_terminate_backend($1)', [rows[0]?.pid]);
+        // Let the termination reach the client while it is checked out and idle.
+        await new Promise((r) => setTimeout(r, 200));
+        await sql`SELECT 1`.execute(trx);
+      });
+      await expect(tx).rejects.toThrow();
+      const { rows } = await sql<{ one: number }>`SELECT 1 AS one`.execute(handle.db);
+      expect(rows[0]?.one).toBe(1);
+    } finally {
+      await handle.close();
+    }
+  });
+});
