@@ -6,12 +6,13 @@ import type { Executor } from './database.ts';
 
 /**
  * The one way anything is written to the audit ledger. Each record extends its
- * org's SHA-256 chain inside the caller's transaction (SPEC §1.6):
+ * org's SHA-256 chain in the caller's transaction (SPEC §1.6):
  *   hash = SHA-256(prev_hash || seq as 8-byte big-endian || canonical body)
  * where the canonical body is the RFC 8785 JSON of the record's own columns.
- * The chain head row is locked by audit_append() until the transaction ends,
- * so callers append as the last statement of their transaction to keep that
- * lock short.
+ * Records are staged in the transaction and linked into the chain at COMMIT by
+ * a deferred trigger (migration 0006), so the org's chain head is locked only
+ * for the commit itself, not across the service's round trips. Large batches
+ * (the reaper's) are linked at once with one head update instead.
  */
 export const AUDIT_ACTIONS = [
   'org_created',
@@ -91,28 +92,13 @@ export function chainHash(prevHash: Buffer, seq: bigint, body: Buffer): Buffer {
   return createHash('sha256').update(prevHash).update(seqBytes).update(body).digest();
 }
 
-/** Appends one record; returns its sequence number in the org's chain. */
-export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = new Date()): Promise<bigint> {
-  // Microseconds are dropped so the timestamp read back equals the one hashed.
-  const when = new Date(Math.floor(at.getTime()));
-  const body = canonicalAuditBody({
-    orgId: entry.orgId,
-    at: when,
-    actorId: entry.actor.id,
-    actorType: entry.actor.type,
-    action: entry.action,
-    resourceType: entry.resourceType,
-    resourceId: entry.resourceId,
-    details: entry.details,
-  });
-  const { rows } = await sql<{ seq: string }>`
-    SELECT audit_append(${entry.orgId}::uuid, ${when}::timestamptz, ${entry.actor.id}, ${entry.actor.type},
-      ${entry.action}, ${entry.resourceType}, ${entry.resourceId}, ${JSON.stringify(entry.details)}::jsonb, ${body}) AS seq
-  `.execute(ex);
-  const seq = rows[0]?.seq;
-  if (seq === undefined) throw new Error('audit_append returned no sequence number');
-  return BigInt(seq);
+/** Appends one record; it joins the chain when the transaction commits. */
+export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = new Date()): Promise<void> {
+  await appendAuditMany(ex, [entry], at);
 }
+
+/** Above this many records one statement links them at once (staging would update the head once per record). */
+const LINK_NOW_THRESHOLD = 50;
 
 /**
  * Appends a transaction's records in one round trip when they belong to one
@@ -125,10 +111,7 @@ export async function appendAuditMany(
 ): Promise<void> {
   const first = entries[0];
   if (!first) return;
-  if (entries.length === 1 || entries.some((e) => e.orgId !== first.orgId)) {
-    for (const e of entries) await appendAudit(ex, e, at);
-    return;
-  }
+  // Microseconds are dropped so the timestamp read back equals the one hashed.
   const when = new Date(Math.floor(at.getTime()));
   const bodies = entries.map((e) =>
     canonicalAuditBody({
@@ -142,11 +125,30 @@ export async function appendAuditMany(
       details: e.details,
     }),
   );
-  await sql`
-    SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
-      ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
-      ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
-      ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => JSON.stringify(e.details))}::jsonb[],
-      ${bodies}::bytea[])
-  `.execute(ex);
+  if (entries.length > LINK_NOW_THRESHOLD && entries.every((e) => e.orgId === first.orgId)) {
+    await sql`
+      SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
+        ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
+        ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
+        ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => JSON.stringify(e.details))}::jsonb[],
+        ${bodies}::bytea[])
+    `.execute(ex);
+    return;
+  }
+  await ex
+    .insertInto('audit_staging')
+    .values(
+      entries.map((e, i) => ({
+        org_id: e.orgId,
+        at: when,
+        actor_id: e.actor.id,
+        actor_type: e.actor.type,
+        action: e.action,
+        resource_type: e.resourceType,
+        resource_id: e.resourceId,
+        details: JSON.stringify(e.details),
+        body: bodies[i] ?? Buffer.alloc(0),
+      })),
+    )
+    .execute();
 }

@@ -176,6 +176,19 @@ export interface AuditRecordsTable {
   hash: Buffer;
 }
 
+export interface AuditStagingTable {
+  id: Generated<string>;
+  org_id: string;
+  at: Timestamp;
+  actor_id: string;
+  actor_type: string;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  details: unknown;
+  body: Buffer;
+}
+
 export interface Database {
   orgs: OrgsTable;
   principals: PrincipalsTable;
@@ -191,6 +204,7 @@ export interface Database {
   outbox: OutboxTable;
   audit_heads: AuditHeadsTable;
   audit_records: AuditRecordsTable;
+  audit_staging: AuditStagingTable;
 }
 
 export type ProfileRow = Selectable<ProfilesTable>;
