@@ -164,6 +164,66 @@ export async function skipPending(ex: Executor, eventKey: string, reason: string
     .execute();
 }
 
+/** A notification event the database says happened, as the relay would have published it. */
+export interface NotificationEvent {
+  readonly kind: 'approval_submitted' | 'approval_decided' | 'certificate_issued';
+  readonly org_id: string;
+  readonly approval_id: string | null;
+  readonly job_id: string | null;
+  readonly version_id: string | null;
+  readonly event_key: string;
+  /** true: no delivery was ever recorded; false: some are still pending with no live claim. */
+  readonly unrecorded: boolean;
+}
+
+/**
+ * Events whose mails may have been lost with their queue message (a Redis wipe
+ * or a restart without persistence): older than `graceMs` and newer than
+ * `windowMs`, and either without any delivery record or with pending
+ * deliveries nobody holds. Submissions count only while the request is
+ * pending (its approvers have nothing to do afterwards). The caller checks the
+ * queue before publishing again; the notifier's delivery records make a
+ * repeat harmless.
+ */
+export async function findUndeliveredEvents(
+  ex: Executor,
+  q: { graceMs: number; windowMs: number; limit: number },
+): Promise<NotificationEvent[]> {
+  const grace = q.graceMs / 1000;
+  const window = q.windowMs / 1000;
+  const { rows } = await sql<NotificationEvent>`
+    WITH events AS (
+      SELECT 'approval_submitted' AS kind, a.org_id, a.id AS approval_id, NULL::uuid AS job_id, NULL::uuid AS version_id,
+             'approval_submitted-' || a.id AS event_key, a.requested_at AS at
+      FROM approval_requests a
+      WHERE a.state = 'pending' AND a.requested_at < now() - make_interval(secs => ${grace})
+      UNION ALL
+      SELECT 'approval_decided', a.org_id, a.id, NULL, NULL, 'approval_decided-' || a.id, a.decided_at
+      FROM approval_requests a
+      WHERE a.decided_at IS NOT NULL AND a.decided_at > now() - make_interval(secs => ${window})
+        AND a.decided_at < now() - make_interval(secs => ${grace})
+      UNION ALL
+      SELECT 'certificate_issued', v.org_id, NULL, v.job_id, v.id, 'certificate_issued-' || v.id, v.created_at
+      FROM certificate_versions v
+      WHERE v.created_at > now() - make_interval(secs => ${window})
+        AND v.created_at < now() - make_interval(secs => ${grace})
+    )
+    SELECT e.kind, e.org_id, e.approval_id, e.job_id, e.version_id, e.event_key,
+           NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = e.event_key) AS unrecorded
+    FROM events e
+    WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = e.event_key)
+       OR EXISTS (
+         SELECT 1 FROM notification_deliveries d
+         WHERE d.event_key = e.event_key AND d.status = 'pending'
+           AND (d.claimed_until IS NULL OR d.claimed_until < now())
+           AND d.updated_at < now() - make_interval(secs => ${grace})
+       )
+    ORDER BY e.at
+    LIMIT ${q.limit}
+  `.execute(ex);
+  return rows;
+}
+
 /** Deliveries of an org, newest first (operators' view of what was sent, skipped or failed). */
 export async function listOrgDeliveries(
   ex: Executor,

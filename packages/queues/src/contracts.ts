@@ -74,6 +74,7 @@ export const NotificationPayload = Type.Object(
 export const MAINTENANCE_TASKS = [
   'expire-approvals',
   'reconcile-released',
+  'reconcile-notifications',
   'renewal-scan',
   'verify-audit',
   'checkpoint-audit',

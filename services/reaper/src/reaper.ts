@@ -14,6 +14,7 @@ import { declareSchedules, localSchedules, type ScheduleSettings, scheduleSpecs 
 import { expireApprovalsTask } from './tasks/expire-approvals.task.ts';
 import { refreshGaugesTask } from './tasks/gauges.task.ts';
 import { pruneIdempotencyTask } from './tasks/prune-idempotency.task.ts';
+import { reconcileNotificationsTask } from './tasks/reconcile-notifications.task.ts';
 import { reconcileReleasedTask } from './tasks/reconcile-released.task.ts';
 import { renewalScanTask } from './tasks/renewal-scan.task.ts';
 import { type ChainsReport, verifyAuditTask } from './tasks/verify-audit.task.ts';
@@ -103,6 +104,14 @@ export function buildTasks(
       db,
       log,
       issuance: queues.issuance,
+      graceMs: settings.reconcileGraceMs,
+      batchSize,
+      maxBatches,
+    }),
+    'reconcile-notifications': reconcileNotificationsTask({
+      db,
+      log,
+      notifications: queues.notifications,
       graceMs: settings.reconcileGraceMs,
       batchSize,
       maxBatches,

@@ -18,6 +18,7 @@ describe('schedules', () => {
     expect(specs.map((s) => s.id)).toEqual([
       'expire-approvals-v1',
       'reconcile-released-v1',
+      'reconcile-notifications-v1',
       'renewal-scan-v1',
       'verify-audit-v1',
       'checkpoint-audit-v1',

@@ -33,6 +33,7 @@ export function scheduleSpecs(s: ScheduleSettings): ScheduleSpec[] {
   return [
     { id: 'expire-approvals-v1', task: 'expire-approvals', everyMs: s.expireEveryMs },
     { id: 'reconcile-released-v1', task: 'reconcile-released', everyMs: s.reconcileEveryMs },
+    { id: 'reconcile-notifications-v1', task: 'reconcile-notifications', everyMs: s.reconcileEveryMs },
     { id: 'renewal-scan-v1', task: 'renewal-scan', everyMs: s.renewalScanEveryMs },
     { id: 'verify-audit-v1', task: 'verify-audit', everyMs: s.auditVerifyEveryMs },
     { id: 'checkpoint-audit-v1', task: 'checkpoint-audit', everyMs: s.auditCheckpointEveryMs },

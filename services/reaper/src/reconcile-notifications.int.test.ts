@@ -1,0 +1,94 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { notifications as deliveries } from '@countersign/db';
+import { startRedis } from '@countersign/devstack';
+import { createRedis, jobIds } from '@countersign/queues';
+import { approve } from '@countersign/workflow';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, sleep, startPipeline } from '../../notifier/src/test/pipeline-harness.ts';
+import { startTestReaper } from './test/reaper-harness.ts';
+
+/**
+ * Found by the chaos harness: a Redis wipe between the relay's publication and
+ * the notifier lost the mails of those events for good (the outbox row was
+ * already gone). The reaper now publishes them again from PostgreSQL, and the
+ * notifier's delivery records keep it to one mail per (event, recipient).
+ */
+describe('notification reconciliation', () => {
+  let dir: string;
+  let redis: Awaited<ReturnType<typeof startRedis>>;
+  beforeAll(async () => {
+    // A Redis of its own: FLUSHALL must not touch the other test files' queues.
+    dir = await mkdtemp(join(tmpdir(), 'countersign-reaper-mail-redis-'));
+    redis = await startRedis({ dir, persistence: 'none' });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('publishes again the mail events a FLUSHALL lost, and each mail goes out once', async () => {
+    const p = await startPipeline({ redisUrl: redis.url });
+    const reaper = await startTestReaper(p, { reconcileEveryMs: 3_600_000, reconcileGraceMs: 1_000 });
+    const admin = createRedis(redis.url, 'producer');
+    try {
+      const { requester, operator1 } = p.org;
+      // One request approved and issued, one still waiting for its approvers.
+      const done = await p.submit(requester, p.org.gated.id, 'lost-mail.example.test');
+      await approve(p.db, operator1, done.approvalId, null);
+      await p.drain();
+      await p.issue(done.job.id);
+      await p.drain();
+      const waiting = await p.submit(requester, p.org.gated.id, 'lost-mail-2.example.test');
+      await p.drain();
+      // A delivery a notifier claimed and then died with, before the wipe.
+      const third = await p.submit(requester, p.org.gated.id, 'lost-mail-3.example.test');
+      await p.drain();
+      const eventKey = jobIds.notification('approval_submitted', third.approvalId);
+      const { rows } = await deliveries.recordDeliveries(p.db, [
+        { orgId: p.org.orgId, eventKey, kind: 'approval_submitted', recipient: 'operator1@example.test', subject: 'x' },
+      ]);
+      await deliveries.claimDelivery(p.db, rows[0]?.id ?? '', 100);
+
+      await admin.flushall();
+      expect(await p.notifications.getJobCounts('waiting', 'delayed', 'active')).toEqual({
+        waiting: 0,
+        delayed: 0,
+        active: 0,
+      });
+      await sleep(1_200);
+      const [a, b] = await Promise.all([reaper.run('reconcile-notifications'), reaper.run('reconcile-notifications')]);
+      // decided + issued of the first, submitted of the second and third; the twin run finds them queued.
+      expect(a).toMatchObject({ checked: 4 });
+      expect(b).toMatchObject({ checked: 4 });
+      const published = (x: unknown) => (x as { readded: number }).readded;
+      expect(published(a) + published(b)).toBe(4);
+
+      p.startNotifier();
+      const owed = [
+        `approval_decided-${done.approvalId} requester@example.test`,
+        `certificate_issued-`,
+        ...['admin', 'operator1', 'operator2'].map((w) => `approval_submitted-${waiting.approvalId} ${w}@example.test`),
+        ...['admin', 'operator1', 'operator2'].map((w) => `approval_submitted-${third.approvalId} ${w}@example.test`),
+      ];
+      const key = (m: { headers: Record<string, string>; to: string[] }) =>
+        `${m.headers['x-countersign-event']} ${m.to.join(',')}`;
+      await eventually(
+        'every owed mail arrives',
+        async () => owed.every((o) => p.sink.messages().some((m) => key(m).startsWith(o))),
+        15_000,
+      );
+      // Nothing more comes, and another reconciliation finds nothing to do.
+      await sleep(1_500);
+      expect(await reaper.run('reconcile-notifications')).toEqual({ checked: 0, readded: 0, replaced: 0 });
+      const keys = p.sink.messages().map(key);
+      expect(keys).toHaveLength(owed.length);
+      expect(new Set(keys).size).toBe(keys.length);
+    } finally {
+      await reaper.close();
+      await admin.quit();
+      await p.close();
+    }
+  });
+});

@@ -1,0 +1,97 @@
+import { type Db, notifications as deliveries } from '@countersign/db';
+import type { Logger } from '@countersign/observability';
+import { enqueue, jobIds, type PayloadOf, type TypedQueue } from '@countersign/queues';
+
+/**
+ * Publishes again the mail events whose queue message is gone. The relay
+ * deletes an outbox row once its message is in Redis; a Redis wipe or a
+ * restart without persistence before the notifier handled it would lose the
+ * mails of that decision or certificate for good. PostgreSQL still knows the
+ * event happened, and the notifier's delivery records say whether its mails
+ * went out: an event past the grace period with no delivery record, or with
+ * pending deliveries nobody holds, must have a live message. When it has none
+ * it is added again under its deterministic id; when it ended (completed or
+ * failed) while deliveries are still pending, it is replaced. Safe twice and
+ * on several reapers: adding under an existing id is a no-op, and the
+ * notifier sends at most once per (event, recipient) whatever it receives.
+ *
+ * Escalation reminders (delayed messages) are not rebuilt here.
+ */
+export interface ReconcileNotificationsDeps {
+  readonly db: Db;
+  readonly log: Logger;
+  readonly notifications: TypedQueue<'notifications'>;
+  readonly graceMs: number;
+  readonly batchSize: number;
+  readonly maxBatches: number;
+  /** How far back events are looked at; older lost mail is past being useful. */
+  readonly windowMs?: number;
+}
+
+export interface ReconcileNotificationsResult {
+  checked: number;
+  readded: number;
+  replaced: number;
+}
+
+const DEFAULT_WINDOW_MS = 7 * 24 * 3_600_000;
+
+type NotificationEvent = deliveries.NotificationEvent;
+
+function messageOf(e: NotificationEvent): { id: string; data: PayloadOf<'notifications'> } | null {
+  if (e.kind === 'certificate_issued') {
+    if (!e.job_id || !e.version_id) return null;
+    return {
+      id: jobIds.notification(e.kind, e.version_id),
+      data: { kind: e.kind, org_id: e.org_id, job_id: e.job_id, version_id: e.version_id },
+    };
+  }
+  if (!e.approval_id) return null;
+  return {
+    id: jobIds.notification(e.kind, e.approval_id),
+    data: { kind: e.kind, org_id: e.org_id, approval_id: e.approval_id },
+  };
+}
+
+export function reconcileNotificationsTask(deps: ReconcileNotificationsDeps) {
+  const { notifications, log } = deps;
+  return async (): Promise<ReconcileNotificationsResult> => {
+    const result: ReconcileNotificationsResult = { checked: 0, readded: 0, replaced: 0 };
+    // Events whose message is still queued come back on every run, so one bounded page rather than keyset paging.
+    const events = await deliveries.findUndeliveredEvents(deps.db, {
+      graceMs: deps.graceMs,
+      windowMs: deps.windowMs ?? DEFAULT_WINDOW_MS,
+      limit: deps.batchSize * deps.maxBatches,
+    });
+    for (const e of events) {
+      const message = messageOf(e);
+      if (!message) continue;
+      result.checked++;
+      const existing = await notifications.getJob(message.id);
+      const state = existing ? await existing.getState() : 'missing';
+      if (state === 'missing' || state === 'unknown') {
+        await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
+        result.readded++;
+        log.warn({ event_key: e.event_key }, 'mail event had no queue message; published again');
+      } else if ((state === 'completed' || state === 'failed') && !e.unrecorded) {
+        // It ran, yet deliveries are pending with no claim (the last attempt found them held by a notifier that died).
+        try {
+          await existing?.remove();
+        } catch (err) {
+          log.info(
+            { event_key: e.event_key, err: err instanceof Error ? err.message : String(err) },
+            'message busy; left alone',
+          );
+          continue;
+        }
+        await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
+        result.replaced++;
+        log.warn(
+          { event_key: e.event_key, queue_state: state },
+          'mail event ended with deliveries pending; published again',
+        );
+      }
+    }
+    return result;
+  };
+}
