@@ -178,46 +178,44 @@ export interface NotificationEvent {
 
 /**
  * Events whose mails may have been lost with their queue message (a Redis wipe
- * or a restart without persistence): older than `graceMs` and newer than
- * `windowMs`, and either without any delivery record or with pending
- * deliveries nobody holds. Submissions count only while the request is
- * pending (its approvers have nothing to do afterwards). The caller checks the
- * queue before publishing again; the notifier's delivery records make a
- * repeat harmless.
+ * or a restart without persistence), older than `graceMs`: events of the last
+ * `windowMs` without any delivery record (a submission only while its request
+ * is pending: afterwards its approvers have nothing to do), and events with
+ * pending deliveries nobody holds. The caller checks the queue before
+ * publishing again; the notifier's delivery records make a repeat harmless.
  */
 export async function findUndeliveredEvents(
   ex: Executor,
   q: { graceMs: number; windowMs: number; limit: number },
 ): Promise<NotificationEvent[]> {
-  const grace = q.graceMs / 1000;
-  const window = q.windowMs / 1000;
+  const grace = sql`now() - make_interval(secs => ${q.graceMs / 1000})`;
+  const window = sql`now() - make_interval(secs => ${q.windowMs / 1000})`;
   const { rows } = await sql<NotificationEvent>`
-    WITH events AS (
-      SELECT 'approval_submitted' AS kind, a.org_id, a.id AS approval_id, NULL::uuid AS job_id, NULL::uuid AS version_id,
-             'approval_submitted-' || a.id AS event_key, a.requested_at AS at
-      FROM approval_requests a
-      WHERE a.state = 'pending' AND a.requested_at < now() - make_interval(secs => ${grace})
+    WITH happened AS (
+      SELECT 'approval_submitted' AS kind, a.id AS ref, a.requested_at AS at
+      FROM approval_requests a WHERE a.state = 'pending' AND a.requested_at < ${grace}
       UNION ALL
-      SELECT 'approval_decided', a.org_id, a.id, NULL, NULL, 'approval_decided-' || a.id, a.decided_at
-      FROM approval_requests a
-      WHERE a.decided_at IS NOT NULL AND a.decided_at > now() - make_interval(secs => ${window})
-        AND a.decided_at < now() - make_interval(secs => ${grace})
+      SELECT 'approval_decided', a.id, a.decided_at
+      FROM approval_requests a WHERE a.decided_at IS NOT NULL AND a.decided_at > ${window} AND a.decided_at < ${grace}
       UNION ALL
-      SELECT 'certificate_issued', v.org_id, NULL, v.job_id, v.id, 'certificate_issued-' || v.id, v.created_at
-      FROM certificate_versions v
-      WHERE v.created_at > now() - make_interval(secs => ${window})
-        AND v.created_at < now() - make_interval(secs => ${grace})
+      SELECT 'certificate_issued', v.id, v.created_at
+      FROM certificate_versions v WHERE v.created_at > ${window} AND v.created_at < ${grace}
+    ), unrecorded AS (
+      SELECT h.kind, h.ref, h.at, true AS unrecorded FROM happened h
+      WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = h.kind || '-' || h.ref)
+    ), stuck AS (
+      SELECT DISTINCT ON (d.event_key) d.kind, substr(d.event_key, length(d.kind) + 2)::uuid AS ref,
+             d.created_at AS at, false AS unrecorded
+      FROM notification_deliveries d
+      WHERE d.status = 'pending' AND d.kind IN ('approval_submitted', 'approval_decided', 'certificate_issued')
+        AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND d.updated_at < ${grace}
     )
-    SELECT e.kind, e.org_id, e.approval_id, e.job_id, e.version_id, e.event_key,
-           NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = e.event_key) AS unrecorded
-    FROM events e
-    WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = e.event_key)
-       OR EXISTS (
-         SELECT 1 FROM notification_deliveries d
-         WHERE d.event_key = e.event_key AND d.status = 'pending'
-           AND (d.claimed_until IS NULL OR d.claimed_until < now())
-           AND d.updated_at < now() - make_interval(secs => ${grace})
-       )
+    SELECT e.kind, e.unrecorded, coalesce(a.org_id, v.org_id) AS org_id,
+           CASE WHEN e.kind = 'certificate_issued' THEN NULL ELSE e.ref END AS approval_id,
+           v.job_id, v.id AS version_id, e.kind || '-' || e.ref AS event_key
+    FROM (SELECT * FROM unrecorded UNION ALL SELECT * FROM stuck) e
+    LEFT JOIN approval_requests a ON e.kind <> 'certificate_issued' AND a.id = e.ref
+    LEFT JOIN certificate_versions v ON e.kind = 'certificate_issued' AND v.id = e.ref
     ORDER BY e.at
     LIMIT ${q.limit}
   `.execute(ex);
