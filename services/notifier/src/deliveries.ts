@@ -71,13 +71,19 @@ export function mailDomain(from: string): string {
   return m?.[1] ?? 'countersign.invalid';
 }
 
-async function retrying<T>(what: () => Promise<T>, tries = 3): Promise<T> {
+/**
+ * Retries `what` with backoff until it succeeds or `forMs` has passed. Used to record a mail the SMTP server
+ * already accepted: while our claim holds no other notifier sends it, so riding out a database restart for
+ * most of the lease is what keeps the recipient from getting it twice.
+ */
+async function retrying<T>(what: () => Promise<T>, forMs: number): Promise<T> {
+  const deadline = Date.now() + forMs;
   for (let i = 1; ; i++) {
     try {
       return await what();
     } catch (err) {
-      if (i >= tries) throw err;
-      await new Promise((r) => setTimeout(r, 200 * i));
+      if (Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(200 * i, 2_000, Math.max(0, deadline - Date.now()))));
     }
   }
 }
@@ -184,8 +190,9 @@ async function sendOne(
     log.warn({ event_key: plan.eventKey, recipient: row.recipient, err: e.message }, 'notification will be retried');
     return { status: 'retry', error: e.message };
   }
-  // The server has the mail: record it, riding out a brief database hiccup rather than resending later.
-  const marked = await retrying(() => notifications.markSent(db, row.id, messageId));
+  // The server has the mail: record it, riding out a database outage for half the claim's lease rather than
+  // letting the claim lapse and another notifier send it again.
+  const marked = await retrying(() => notifications.markSent(db, row.id, messageId), deps.leaseMs / 2);
   if (!marked) log.warn({ event_key: plan.eventKey, recipient: row.recipient }, 'delivery was already final');
   deps.count(plan.kind, 'sent');
   log.info({ event_key: plan.eventKey, kind: plan.kind, recipient: row.recipient }, 'notification sent');
