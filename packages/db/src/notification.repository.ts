@@ -179,10 +179,12 @@ export interface NotificationEvent {
 /**
  * Events whose mails may have been lost with their queue message (a Redis wipe
  * or a restart without persistence), older than `graceMs`: events of the last
- * `windowMs` without any delivery record (a submission only while its request
- * is pending: afterwards its approvers have nothing to do), and events with
- * pending deliveries nobody holds. The caller checks the queue before
- * publishing again; the notifier's delivery records make a repeat harmless.
+ * `windowMs` (or of a request still pending) without any delivery record, and
+ * events with pending deliveries nobody holds. A submission whose request was
+ * decided meanwhile is published too: the notifier records its mails as
+ * skipped, so every event ends with its deliveries accounted for. The caller
+ * checks the queue before publishing again; the notifier's delivery records
+ * make a repeat harmless.
  */
 export async function findUndeliveredEvents(
   ex: Executor,
@@ -193,7 +195,8 @@ export async function findUndeliveredEvents(
   const { rows } = await sql<NotificationEvent>`
     WITH happened AS (
       SELECT 'approval_submitted' AS kind, a.id AS ref, a.requested_at AS at
-      FROM approval_requests a WHERE a.state = 'pending' AND a.requested_at < ${grace}
+      FROM approval_requests a
+      WHERE (a.state = 'pending' OR a.decided_at > ${window}) AND a.requested_at < ${grace}
       UNION ALL
       SELECT 'approval_decided', a.id, a.decided_at
       FROM approval_requests a WHERE a.decided_at IS NOT NULL AND a.decided_at > ${window} AND a.decided_at < ${grace}

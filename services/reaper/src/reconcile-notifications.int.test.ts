@@ -62,11 +62,12 @@ describe('notification reconciliation', () => {
       });
       await sleep(1_200);
       const [a, b] = await Promise.all([reaper.run('reconcile-notifications'), reaper.run('reconcile-notifications')]);
-      // decided + issued of the first, submitted of the second, the stuck submission and the decision of the
-      // third. Both runs may publish an event; under its deterministic id it is queued once.
-      expect(a).toMatchObject({ checked: 5 });
-      expect(b).toMatchObject({ checked: 5 });
-      expect(await p.notifications.getJobCounts('waiting')).toEqual({ waiting: 5 });
+      // submitted (decided since: its mails end up skipped), decided and issued of the first, submitted of the
+      // second, the stuck submission and the decision of the third. Both runs may publish an event; under its
+      // deterministic id it is queued once.
+      expect(a).toMatchObject({ checked: 6 });
+      expect(b).toMatchObject({ checked: 6 });
+      expect(await p.notifications.getJobCounts('waiting')).toEqual({ waiting: 6 });
 
       p.startNotifier();
       const owed = [
@@ -89,6 +90,15 @@ describe('notification reconciliation', () => {
       const keys = p.sink.messages().map(key);
       expect(keys).toHaveLength(owed.length);
       expect(new Set(keys).size).toBe(keys.length);
+      // The first request's submission was decided before its mails could go: recorded as skipped, not sent.
+      const skipped = await p.tdb.superuser<{ status: string; last_error: string }>(
+        'SELECT status, last_error FROM notification_deliveries WHERE event_key = $1',
+        [jobIds.notification('approval_submitted', done.approvalId)],
+      );
+      expect(skipped.rows.length).toBe(3);
+      expect(skipped.rows.every((r) => r.status === 'skipped' && r.last_error === 'request is already approved')).toBe(
+        true,
+      );
     } finally {
       await reaper.close();
       await admin.quit();
