@@ -34,3 +34,15 @@ export async function startE2eStack(
     },
   });
 }
+
+/** One API call with a bearer key; JSON bodies are parsed, anything else comes back as text. */
+export async function apiCall(baseUrl: string, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const parsed: any = res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
+  return { status: res.status, body: parsed };
+}

@@ -2,7 +2,7 @@ import { generateKeyAndCsr } from '@countersign/ca';
 import { NOTIFICATION_KINDS, QUEUE_NAMES } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startE2eStack } from './e2e-stack.ts';
+import { apiCall, startE2eStack } from './e2e-stack.ts';
 import { type Scrape, scrape } from './prometheus-text.ts';
 
 /**
@@ -52,15 +52,8 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.cleanup());
 
-async function api(key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${stack.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
-}
+const api = (key: string, method: string, path: string, body?: unknown) =>
+  apiCall(stack.apiUrl, key, method, path, body);
 
 async function until<T>(
   what: string,

@@ -6,7 +6,7 @@ import { createRedis, enqueue, openQueue } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startE2eStack } from './e2e-stack.ts';
+import { apiCall, startE2eStack } from './e2e-stack.ts';
 
 /**
  * The gated issuance pipeline end to end, with api, approval, issuer, notifier
@@ -19,15 +19,8 @@ beforeAll(async () => {
 });
 afterAll(async () => stack?.cleanup());
 
-async function api(key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${stack.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
-}
+const api = (key: string, method: string, path: string, body?: unknown) =>
+  apiCall(stack.apiUrl, key, method, path, body);
 
 /** Polls the PEM endpoint; returns the PEM and how long after `since` it appeared. */
 async function waitForPem(key: string, certId: string, since: number, timeoutMs = 10_000) {
