@@ -2,8 +2,8 @@ import { type ByteSink, writeCanonicalJsonb, writeJsonString } from './audit-can
 
 /**
  * Reading audit records from `COPY ... TO STDOUT (FORMAT binary)` without
- * allocating per field: tuples are handed over as one buffer plus a table of
- * field offsets and lengths, and the canonical record body is written from
+ * allocating per field: tuples are handed over as the buffer they arrived in
+ * plus a table of field offsets and lengths, and the canonical record body is written from
  * those bytes (see audit-canonical.ts for why that is exact).
  */
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -28,29 +28,30 @@ const FIELDS = 10;
 /** `field[2i]` is the offset of field i in the tuple buffer, `field[2i+1]` its length (-1: NULL). */
 export type TupleHandler = (buf: Buffer, field: Int32Array) => boolean;
 
-export class CopyTupleReader {
-  private rest: Buffer | null = null;
+/**
+ * Splits the CopyData payloads of a binary COPY (copy-out.ts) into tuples,
+ * in place. A payload is one row; the first also carries the file header,
+ * the last is the trailer.
+ */
+export class CopyRowParser {
   private headerDone = false;
   private readonly field = new Int32Array(FIELDS * 2);
+  /** The trailer was seen: every row arrived. */
   done = false;
 
-  /** Feeds one chunk; returns false when the handler asked to stop. */
-  push(chunk: Buffer, onTuple: TupleHandler): boolean {
-    const buf: Buffer = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    this.rest = null;
-    let p = 0;
+  constructor(private readonly onTuple: TupleHandler) {}
+
+  /** One CopyData payload buf[start..end); returns false when the handler asked to stop. */
+  readonly payload = (buf: Buffer, start: number, end: number): boolean => {
+    let p = start;
     if (!this.headerDone) {
-      if (buf.length < 19) {
-        this.rest = buf;
-        return true;
-      }
-      if (buf.compare(SIGNATURE, 0, 11, 0, 11) !== 0) throw new Error('unexpected COPY header');
-      p = 19 + buf.readInt32BE(15);
+      if (end - p < 19 || buf.compare(SIGNATURE, 0, 11, p, p + 11) !== 0) throw new Error('unexpected COPY header');
+      p += 19 + buf.readInt32BE(p + 15);
       this.headerDone = true;
     }
-    const end = buf.length;
     const field = this.field;
-    while (p + 2 <= end) {
+    while (p < end) {
+      if (p + 2 > end) throw new Error('truncated COPY tuple');
       const count = buf.readInt16BE(p);
       if (count === -1) {
         this.done = true;
@@ -58,22 +59,19 @@ export class CopyTupleReader {
       }
       if (count !== FIELDS) throw new Error(`unexpected COPY tuple of ${count} fields`);
       let q = p + 2;
-      let f = 0;
-      for (; f < FIELDS; f++) {
-        if (q + 4 > end) break;
+      for (let f = 0; f < FIELDS; f++) {
+        if (q + 4 > end) throw new Error('truncated COPY tuple');
         const len = buf.readInt32BE(q);
         field[f * 2] = q + 4;
         field[f * 2 + 1] = len;
         q += 4 + (len > 0 ? len : 0);
-        if (q > end) break;
       }
-      if (f < FIELDS) break;
-      if (!onTuple(buf, field)) return false;
+      if (q > end) throw new Error('truncated COPY tuple');
+      if (!this.onTuple(buf, field)) return false;
       p = q;
     }
-    if (p < end) this.rest = buf.subarray(p);
     return true;
-  }
+  };
 }
 
 const PG_EPOCH_MS = 946_684_800_000;

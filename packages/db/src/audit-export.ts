@@ -1,9 +1,10 @@
 import type { ByteSink } from './audit-canonical.ts';
 import { type ChainReport, ChainWalk } from './audit-chain.ts';
 import type { SignedCheckpoint } from './audit-checkpoint.ts';
-import { CopyTupleReader, F, tupleSeq } from './audit-copy.ts';
+import { CopyRowParser, F, tupleSeq } from './audit-copy.ts';
 import { canonicalAuditBody } from './audit-ledger.ts';
 import { type AuditDatabase, copyRecords } from './audit-verify.ts';
+import { copyOutText } from './copy-out.ts';
 
 /**
  * An auditor's copy of the ledger: JSON lines, the signed checkpoint first,
@@ -45,22 +46,25 @@ export async function* exportLedger(database: AuditDatabase, checkpoint: SignedC
   const client = await database.pool.connect();
   let healthy = false;
   try {
-    const reader = new CopyTupleReader();
     const str = (buf: Buffer, f: Int32Array, i: number) =>
       JSON.stringify(buf.toString('utf8', f[i * 2] as number, (f[i * 2] as number) + (f[i * 2 + 1] as number)));
     const hex = (buf: Buffer, f: Int32Array, i: number) =>
       `"${buf.toString('hex', f[i * 2] as number, (f[i * 2] as number) + (f[i * 2 + 1] as number))}"`;
-    for await (const chunk of client.query(copyRecords(checkpoint.org_id, 1, through)) as AsyncIterable<Buffer>) {
-      let out = '';
-      reader.push(chunk, (buf, f) => {
-        const d = f[F.details * 2] as number;
-        // jsonb text is valid JSON already; it is embedded as is.
-        const details = buf.toString('utf8', d + 1, d + (f[F.details * 2 + 1] as number));
-        out += `{"type":"record","seq":"${tupleSeq(buf, f)}","at":"${isoOf(buf, f[F.at * 2] as number)}","actor_id":${str(buf, f, F.actorId)},"actor_type":${str(buf, f, F.actorType)},"action":${str(buf, f, F.action)},"resource_type":${str(buf, f, F.resourceType)},"resource_id":${str(buf, f, F.resourceId)},"details":${details},"prev_hash":${hex(buf, f, F.prevHash)},"hash":${hex(buf, f, F.hash)}}\n`;
-        return true;
-      });
-      if (out) yield out;
-    }
+    let line = '';
+    const rows = new CopyRowParser((buf, f) => {
+      const d = f[F.details * 2] as number;
+      // jsonb text is valid JSON already; it is embedded as is.
+      const details = buf.toString('utf8', d + 1, d + (f[F.details * 2 + 1] as number));
+      line = `{"type":"record","seq":"${tupleSeq(buf, f)}","at":"${isoOf(buf, f[F.at * 2] as number)}","actor_id":${str(buf, f, F.actorId)},"actor_type":${str(buf, f, F.actorType)},"action":${str(buf, f, F.action)},"resource_type":${str(buf, f, F.resourceType)},"resource_id":${str(buf, f, F.resourceId)},"details":${details},"prev_hash":${hex(buf, f, F.prevHash)},"hash":${hex(buf, f, F.hash)}}\n`;
+      return true;
+    });
+    const render = (buf: Buffer, start: number, end: number): string => {
+      line = '';
+      rows.payload(buf, start, end);
+      return line;
+    };
+    yield* copyOutText(client, copyRecords(checkpoint.org_id, 1, through), render);
+    if (!rows.done) throw new Error('the audit COPY ended without its trailer');
     healthy = true;
   } finally {
     client.release(healthy ? undefined : true);

@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
 import { type ChainReport, ChainWalk, type TrustedCheckpoint } from './audit-chain.ts';
 import { type CheckpointRow, checkpointFromRow, type Keyring, verifyCheckpoint } from './audit-checkpoint.ts';
-import { CopyTupleReader, F, RECORD_COLUMNS, RecordBodyWriter, tupleSeq } from './audit-copy.ts';
+import { CopyRowParser, F, RECORD_COLUMNS, RecordBodyWriter, tupleSeq } from './audit-copy.ts';
+import { copyOut } from './copy-out.ts';
 
 export type { ChainReport } from './audit-chain.ts';
 
@@ -11,8 +11,8 @@ export type { ChainReport } from './audit-chain.ts';
  *
  * Records come through `COPY (SELECT ...) TO STDOUT (FORMAT binary)`: the
  * server does the least work (no text rendering of timestamps or bytea), the
- * client parses fixed offsets, and memory stays constant whatever the length
- * of the chain. The canonical body of each record is written straight from the
+ * client parses fixed offsets in the socket's own buffers (copy-out.ts), and
+ * memory stays constant whatever the length of the chain. The canonical body of each record is written straight from the
  * received bytes (audit-canonical.ts) and hashed in one native call.
  *
  * Everything is read in one REPEATABLE READ snapshot, so the head row, the
@@ -118,13 +118,11 @@ async function trustedStoredCheckpoints(
 
 /** Returns true when the stream was read to its end (false: stopped at the first bad record). */
 async function streamRecords(client: pg.PoolClient, orgId: string, fromSeq: number, walk: ChainWalk): Promise<boolean> {
-  const stream = client.query(copyRecords(orgId, fromSeq));
-  const reader = new CopyTupleReader();
   const body = new RecordBodyWriter(orgId);
-  const onTuple = (buf: Buffer, field: Int32Array): boolean => {
+  const p = F.prevHash * 2;
+  const h = F.hash * 2;
+  const rows = new CopyRowParser((buf, field) => {
     body.write(buf, field, walk.startBody());
-    const p = F.prevHash * 2;
-    const h = F.hash * 2;
     return walk.record(
       tupleSeq(buf, field),
       buf,
@@ -135,23 +133,17 @@ async function streamRecords(client: pg.PoolClient, orgId: string, fromSeq: numb
       field[h] as number,
       field[h + 1] as number,
     );
-  };
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    if (!reader.push(chunk, onTuple)) {
-      stream.destroy();
-      return false;
-    }
-  }
-  return true;
+  });
+  const complete = await copyOut(client, copyRecords(orgId, fromSeq), rows.payload);
+  if (complete && !rows.done) throw new Error('the audit COPY ended without its trailer');
+  return complete;
 }
 
 /** COPY takes no parameters: the org id is checked to be a uuid and the seq an integer before they are inlined. */
-export function copyRecords(orgId: string, fromSeq: number, throughSeq?: number) {
+export function copyRecords(orgId: string, fromSeq: number, throughSeq?: number): string {
   if (!UUID.test(orgId)) throw new Error(`not an org id: ${orgId}`);
   const upTo = throughSeq === undefined ? '' : ` AND seq <= ${Math.trunc(throughSeq)}`;
-  return copyTo(
-    `COPY (SELECT ${RECORD_COLUMNS} FROM audit_records WHERE org_id = '${orgId}' AND seq >= ${Math.trunc(fromSeq)}${upTo} ORDER BY seq) TO STDOUT (FORMAT binary)`,
-  );
+  return `COPY (SELECT ${RECORD_COLUMNS} FROM audit_records WHERE org_id = '${orgId}' AND seq >= ${Math.trunc(fromSeq)}${upTo} ORDER BY seq) TO STDOUT (FORMAT binary)`;
 }
 
 /** Orgs in creation order (every org has a chain). */
