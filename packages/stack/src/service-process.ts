@@ -43,6 +43,14 @@ export interface ServiceProcessOptions {
   readonly bundled?: boolean | undefined;
 }
 
+/**
+ * Extra node flags for every service, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+ * to profile a bench or chaos run (NODE_OPTIONS refuses those flags).
+ */
+function nodeArgs(): string[] {
+  return (process.env.COUNTERSIGN_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+}
+
 export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): ServiceProcess {
   let child: ChildProcess | null = null;
   let exit: Promise<number | null> = Promise.resolve(null);
@@ -51,9 +59,12 @@ export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): 
   const start = () => {
     if (child && child.exitCode === null && child.signalCode === null) return;
     if (opts.logFile && !log) log = createWriteStream(opts.logFile, { flags: 'a' });
-    const args = opts.bundled
-      ? [join(REPO_ROOT, 'services', name, 'dist', 'main.mjs')]
-      : ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')];
+    const args = [
+      ...nodeArgs(),
+      ...(opts.bundled
+        ? [join(REPO_ROOT, 'services', name, 'dist', 'main.mjs')]
+        : ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')]),
+    ];
     const c = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env: opts.env,
