@@ -73,7 +73,7 @@ function summary(r: ChaosReport): string {
     lines.push(
       `  approvals: ${kv(f.approvals)}; jobs: ${kv(f.jobs)}; certificates ${f.certificates}`,
       `  release to issued: p50 ${f.approvedToIssuedMs.p50} ms, p95 ${f.approvedToIssuedMs.p95} ms, max ${f.approvedToIssuedMs.max} ms; latest after the last fault ${s(f.maxIssuedAfterLastFaultMs)}`,
-      `  mail: ${f.mails.sinkMessages} received, ${f.mails.sent} deliveries sent, ${f.mails.skipped} skipped, ${f.mails.resendsSameMessageId} resends after a notifier died mid-send`,
+      `  mail: ${f.mails.sinkMessages} received, ${f.mails.sent} deliveries sent, ${f.mails.skipped} skipped, ${f.mails.resendsSameMessageId} resends after a notifier died mid-send, ${f.mails.resendsUnanswered ?? 0} after an SMTP reply never came (all with the same Message-ID)`,
       `  audit: ${f.audit.records} records verified, ${f.audit.decisionRecords} decision records`,
     );
   }

@@ -33,7 +33,15 @@ export interface CheckResult {
     approvedToIssuedMs: { p50: number; p95: number; max: number };
     /** Latest issuance measured from max(release, end of the last fault). */
     maxIssuedAfterLastFaultMs: number;
-    mails: { sent: number; skipped: number; sinkMessages: number; resendsSameMessageId: number };
+    mails: {
+      sent: number;
+      skipped: number;
+      sinkMessages: number;
+      /** Extra copies (same Message-ID) after a notifier died or stopped mid-send. */
+      resendsSameMessageId: number;
+      /** Extra copies (same Message-ID) after an SMTP transaction got no reply, counted on the delivery record. */
+      resendsUnanswered?: number;
+    };
     audit: { records: number; decisionRecords: number };
   };
 }
@@ -314,9 +322,13 @@ async function checkMail(
   const requesterOfJob = new Map(jobs.map((j) => [j.id, j.requested_by]));
   for (const v of versions) owe(`certificate_issued-${v.id}`, requesterOfJob.get(v.job_id) ?? '', false);
 
-  const deliveries = await q<{ event_key: string; recipient: string; status: string; last_error: string | null }>(
-    'SELECT event_key, recipient, status, last_error FROM notification_deliveries',
-  );
+  const deliveries = await q<{
+    event_key: string;
+    recipient: string;
+    status: string;
+    last_error: string | null;
+    unanswered_attempts: number;
+  }>('SELECT event_key, recipient, status, last_error, unanswered_attempts FROM notification_deliveries');
   const deliveryOf = new Map(deliveries.map((d) => [`${d.event_key} ${d.recipient}`, d]));
   const received = new Map<string, SinkMessage[]>();
   for (const m of input.messages) {
@@ -332,6 +344,7 @@ async function checkMail(
   const unexpected: string[] = [];
   const failed = deliveries.filter((d) => d.status === 'failed' || d.status === 'pending');
   let resends = 0;
+  let resendsUnanswered = 0;
   const notifierFaults = input.faults.filter(
     (f) => (f.kind === 'kill' || f.kind === 'stop') && f.target.startsWith('notifier'),
   );
@@ -357,10 +370,13 @@ async function checkMail(
       const explained = notifierFaults.some(
         (f) => f.startedAt >= first - NOTIFIER_LEASE_MS - 2_000 && f.startedAt <= first + 3_000,
       );
+      // Or the server stored it but its reply never came (RFC 1047): the record counts each such attempt.
+      const unanswered = d?.unanswered_attempts ?? 0;
       if (ids.size === 1 && explained) resends += got.length - 1;
+      else if (ids.size === 1 && unanswered >= got.length - 1) resendsUnanswered += got.length - 1;
       else
         duplicates.push(
-          `${k} x${got.length} (${ids.size} Message-IDs${explained ? '' : ', no notifier fault at the time'})`,
+          `${k} x${got.length} (${ids.size} Message-IDs${explained ? '' : ', no notifier fault at the time'}, ${unanswered} unanswered attempts recorded)`,
         );
     }
   }
@@ -386,6 +402,7 @@ async function checkMail(
       skipped: deliveries.filter((d) => d.status === 'skipped').length,
       sinkMessages: input.messages.length,
       resendsSameMessageId: resends,
+      resendsUnanswered,
     },
   };
 }

@@ -64,6 +64,7 @@ out.push(
   `ready again after a fault: ${recovery.join('; ')}`,
   `latest issuance after the last fault: ${s(Math.max(0, ...reports.map((r) => r.figures?.maxIssuedAfterLastFaultMs ?? 0)))} s; last fault to quiescence max ${s(Math.max(...reports.map((r) => r.lastFaultToQuiescenceMs)))} s`,
   `resends after a notifier died mid-send (same Message-ID): ${sum((r) => r.figures?.mails.resendsSameMessageId ?? 0)}`,
+  `resends after an SMTP reply never came (same Message-ID, counted on the delivery record): ${sum((r) => r.figures?.mails.resendsUnanswered ?? 0)}`,
   `wall time per run: median ${s([...reports.map((r) => r.durationsMs.total)].sort((a, b) => a - b)[Math.floor(reports.length / 2)] ?? 0)} s, total ${s(sum((r) => r.durationsMs.total))} s`,
   `violations: ${sum((r) => r.violations.length)}`,
   ...reports.flatMap((r) => r.violations.map((v) => `  seed ${r.seed}: ${v}`)),

@@ -7,6 +7,7 @@ import * as clientCertificates from './migrations/0004-client-certificates.ts';
 import * as auditAppendBatch from './migrations/0005-audit-append-batch.ts';
 import * as auditAppendAtCommit from './migrations/0006-audit-append-at-commit.ts';
 import * as notificationReconcile from './migrations/0007-notification-reconcile.ts';
+import * as notificationUnanswered from './migrations/0008-notification-unanswered.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005-audit-append-batch': auditAppendBatch,
   '0006-audit-append-at-commit': auditAppendAtCommit,
   '0007-notification-reconcile': notificationReconcile,
+  '0008-notification-unanswered': notificationUnanswered,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

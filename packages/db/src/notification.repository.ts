@@ -24,6 +24,8 @@ export interface NotificationDeliveriesTable {
   status: Generated<string>;
   attempts: Generated<number>;
   last_error: string | null;
+  /** Attempts that got no SMTP reply at all: each may have delivered the mail (migration 0008). */
+  unanswered_attempts: Generated<number>;
   message_id: string | null;
   claimed_until: NullableTimestamp;
   created_at: Timestamp;
@@ -127,11 +129,19 @@ export async function markSent(ex: Executor, id: string, messageId: string): Pro
     .executeTakeFirst();
 }
 
-/** A transient failure: the claim is dropped at once so the retry may claim it again. */
-export async function releaseDelivery(ex: Executor, id: string, error: string): Promise<void> {
+/**
+ * A transient failure: the claim is dropped at once so the retry may claim it
+ * again. `unanswered`: the server never replied, so the mail may have arrived.
+ */
+export async function releaseDelivery(ex: Executor, id: string, error: string, unanswered = false): Promise<void> {
   await q(ex)
     .updateTable('notification_deliveries')
-    .set({ claimed_until: null, last_error: error, updated_at: sql<Date>`now()` })
+    .set((eb) => ({
+      claimed_until: null,
+      last_error: error,
+      updated_at: sql<Date>`now()`,
+      ...(unanswered ? { unanswered_attempts: eb('unanswered_attempts', '+', 1) } : {}),
+    }))
     .where('id', '=', id)
     .where('status', '=', 'pending')
     .execute();

@@ -10,6 +10,12 @@ export interface SmtpSinkOptions {
   /** 0 or undefined picks a free loopback port. */
   port?: number;
   log?: DevstackLog;
+  /**
+   * For tests of lost replies: how long to hold back the 250 reply to a
+   * message the sink has already stored (by its number, from 1). The mail is
+   * kept either way, as a real server that is slow to answer keeps it.
+   */
+  replyDelayMs?: (n: number) => number;
 }
 
 export interface SinkMessage {
@@ -164,7 +170,9 @@ export async function startSmtpSink(options: SmtpSinkOptions): Promise<SmtpSink>
             received.push(message);
             log.info(`smtp-sink: #${n} "${message.subject}" from ${message.from} to ${message.to.join(', ')}`);
             for (const waiter of waiters) waiter(message);
-            callback();
+            const delay = options.replyDelayMs?.(n) ?? 0;
+            if (delay > 0) setTimeout(() => callback(), delay);
+            else callback();
           },
           (err: unknown) => {
             log.warn(`smtp-sink: failed to store message #${n}: ${(err as Error).message}`);

@@ -185,9 +185,14 @@ async function sendOne(
       log.error({ event_key: plan.eventKey, recipient: row.recipient, reason }, 'notification failed');
       return { status: 'failed', error: reason };
     }
-    await notifications.releaseDelivery(db, row.id, e.message);
+    await notifications.releaseDelivery(db, row.id, e.message, e.unanswered);
     deps.count(plan.kind, 'retried');
-    log.warn({ event_key: plan.eventKey, recipient: row.recipient, err: e.message }, 'notification will be retried');
+    log.warn(
+      { event_key: plan.eventKey, recipient: row.recipient, err: e.message, unanswered: e.unanswered },
+      e.unanswered
+        ? 'notification will be retried (no SMTP reply: the server may have it; same Message-ID)'
+        : 'notification will be retried',
+    );
     return { status: 'retry', error: e.message };
   }
   // The server has the mail: record it, riding out a database outage for half the claim's lease rather than

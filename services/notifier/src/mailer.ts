@@ -35,6 +35,15 @@ export class SmtpError extends Error {
     super(message);
     this.name = 'SmtpError';
   }
+
+  /**
+   * No reply from the server at all (a timeout, a dropped connection): if the
+   * message had been sent, the server may have taken it. SMTP cannot tell
+   * (RFC 1047); the retry reuses the Message-ID so a duplicate is recognisable.
+   */
+  get unanswered(): boolean {
+    return this.responseCode === null;
+  }
 }
 
 export interface SmtpMailerOptions {

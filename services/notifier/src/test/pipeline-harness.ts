@@ -66,7 +66,12 @@ export interface Pipeline {
 }
 
 export async function startPipeline(
-  opts: { redisUrl?: string; existing?: { tdb: TestDatabase; org: SeededOrg } } = {},
+  opts: {
+    redisUrl?: string;
+    existing?: { tdb: TestDatabase; org: SeededOrg };
+    /** Passed to the SMTP sink: hold back its reply to message n (tests of lost replies). */
+    replyDelayMs?: (n: number) => number;
+  } = {},
 ): Promise<Pipeline> {
   const tdb = opts.existing?.tdb ?? (await createTestDatabase());
   const db = tdb.handle.db;
@@ -82,7 +87,10 @@ export async function startPipeline(
   const log = createLogger('pipeline-test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const relay = createRelay({ db, log, issuance, notifications, batchSize: 100, bypass: null });
   const sinkDir = await mkdtemp(join(tmpdir(), 'countersign-mail-'));
-  const sink = await startSmtpSink({ dir: sinkDir });
+  const sink = await startSmtpSink({
+    dir: sinkDir,
+    ...(opts.replyDelayMs ? { replyDelayMs: opts.replyDelayMs } : {}),
+  });
   const caDir = await mkdtemp(join(tmpdir(), 'countersign-ca-'));
   const ca = await loadOrCreateLocalCa({ dir: caDir });
   const handler = issueJobHandler(db, new Map([['local', localConnector(ca)]]), log);
