@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import { generateKeyAndCsr, loadOrCreateLocalCa } from '@countersign/ca';
 import { databaseUrl, encodeCursor } from '@countersign/db';
 import { ensureLocalBinaries } from '@countersign/devstack';
-import { createRedis, jobIds } from '@countersign/queues';
+import { createRedis, jobIds, QUEUE_NAMES } from '@countersign/queues';
 import { type Stack, startStack } from '@countersign/stack';
-import { QueueEvents } from 'bullmq';
+import { Queue, QueueEvents } from 'bullmq';
 import pg from 'pg';
 import { pgbenchTps, rawSignRate, redisRoundTrips } from './ceilings.ts';
 import { writeLatencyPlot } from './plot.ts';
@@ -66,6 +66,8 @@ const bins = await ensureLocalBinaries({});
 let stack: Stack | null = null;
 const rss = new Map<string, number>();
 let rssTimer: NodeJS.Timeout | undefined;
+let eventsRedis: ReturnType<typeof createRedis> | null = null;
+let suPool: pg.Pool | null = null;
 
 try {
   stack = await startStack({
@@ -136,7 +138,9 @@ try {
 
   // Completion events of the issuance queue tell when a certificate was committed.
   const prefix = s.env.COUNTERSIGN_QUEUE_PREFIX ?? '{countersign}';
-  const events = new QueueEvents('issuance', { connection: createRedis(s.redisUrl, 'worker'), prefix });
+  // Ours to close: QueueEvents leaves a connection it was given open.
+  eventsRedis = createRedis(s.redisUrl, 'worker');
+  const events = new QueueEvents('issuance', { connection: eventsRedis, prefix });
   await events.waitUntilReady();
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
@@ -166,6 +170,38 @@ try {
         resolve(at);
       });
     });
+
+  /**
+   * Waits until the work a phase left behind (issuance, mail, outbox relay)
+   * has drained, so the next measurement sees a system in steady state
+   * rather than the previous phase's backlog.
+   */
+  const suUrl = databaseUrl(s.superuserUrl, new URL(s.superuserUrl).username || 'postgres', '', 'countersign');
+  const outboxPool = new pg.Pool({ connectionString: suUrl, max: 1 });
+  suPool = outboxPool;
+  const queues = [QUEUE_NAMES.issuance, QUEUE_NAMES.notifications].map(
+    (name) => new Queue(name, { connection: eventsRedis as NonNullable<typeof eventsRedis>, prefix }),
+  );
+  const settle = async (label: string, timeoutMs = 120_000) => {
+    const t0 = performance.now();
+    for (;;) {
+      let backlog = 0;
+      for (const q of queues) {
+        const c = await q.getJobCounts('waiting', 'active', 'prioritized');
+        backlog += (c.waiting ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0);
+      }
+      // Published outbox rows are deleted: what is left is still to be relayed.
+      const outbox = await outboxPool.query<{ n: number }>('SELECT count(*)::int AS n FROM outbox');
+      backlog += outbox.rows[0]?.n ?? 0;
+      if (backlog === 0) break;
+      if (performance.now() - t0 > timeoutMs) {
+        say(`bench: ${label}: ${backlog} items still queued after ${timeoutMs / 1000} s; measuring anyway`);
+        break;
+      }
+      await sleep(250);
+    }
+    say(`bench: ${label}: pipeline drained in ${fmt((performance.now() - t0) / 1000)} s`);
+  };
 
   const csrs = await Promise.all(
     Array.from({ length: 16 }, (_, i) =>
@@ -206,6 +242,7 @@ try {
   // 2. Lifecycle throughput, closed loop.
   say(`bench: lifecycle throughput, ${P.concurrency} concurrent loops for ${P.lifecycleSeconds} s ...`);
   await closedLoop(4, 1, async () => void (await lifecycle())); // warm-up
+  await settle('before the lifecycle loop');
   const closed = await closedLoop(P.concurrency, P.lifecycleSeconds, async () => void (await lifecycle()));
   const throughput = closed.done / closed.seconds;
   errors += closed.errors;
@@ -221,6 +258,7 @@ try {
 
   // 3. Approve-to-issued latency at steady rates.
   const steady = async (rate: number) => {
+    await settle(`before ${rate} lifecycles/s`);
     const samples = new Samples();
     const times: { t: number; ms: number }[] = [];
     const t0 = performance.now();
@@ -254,6 +292,7 @@ try {
 
   // 4a. Submission latency at 200 req/s.
   say('bench: submission latency at 200 requests/s ...');
+  await settle('before the submission load');
   const submitLat = new Samples();
   const sub = await openLoop(200, P.submitSeconds, async () => {
     const t = performance.now();
@@ -272,7 +311,6 @@ try {
   });
 
   // 4b. Pending list with many rows.
-  const suUrl = databaseUrl(s.superuserUrl, new URL(s.superuserUrl).username || 'postgres', '', 'countersign');
   say(`bench: seeding ${P.listRows.toLocaleString()} approval requests ...`);
   const seedStart = performance.now();
   await seedPendingApprovals(suUrl, {
@@ -283,6 +321,7 @@ try {
     expired: false,
   });
   say(`bench: seeded in ${fmt((performance.now() - seedStart) / 1000)} s`);
+  await settle('before the pending-list reads');
   const su = new pg.Client({ connectionString: suUrl });
   await su.connect();
   const deep = await su.query<{ requested_at: Date; id: string }>(
@@ -340,13 +379,17 @@ try {
 
   // 6. Reaper: expire stale requests while the api serves the queue.
   say(`bench: seeding ${P.reaperRows.toLocaleString()} stale requests and timing the reaper ...`);
-  await seedPendingApprovals(suUrl, {
-    orgId: demo.org_id,
-    profileId: demo.profiles.production,
-    ownerId: carol.id,
-    count: P.reaperRows,
-    expired: true,
-  });
+  await seedPendingApprovals(
+    suUrl,
+    {
+      orgId: demo.org_id,
+      profileId: demo.profiles.production,
+      ownerId: carol.id,
+      count: P.reaperRows,
+      expired: true,
+    },
+    false,
+  );
   const reapStart = performance.now();
   const reapLat = new Samples();
   let reaping = true;
@@ -406,6 +449,7 @@ try {
   }
 
   await events.close();
+  for (const q of queues) await q.close();
   await mkdir(outDir, { recursive: true });
   await writeLatencyPlot(join(outDir, 'latency.png'), [
     { label: 'approve->issued @ 50/s', points: at50.times },
@@ -413,6 +457,8 @@ try {
   ]);
 } finally {
   if (rssTimer) clearInterval(rssTimer);
+  await suPool?.end();
+  eventsRedis?.disconnect();
   await stack?.stop();
   await rm(dataDir, { recursive: true, force: true });
 }
