@@ -5,6 +5,11 @@ import pg from 'pg';
  * PostgreSQL as the superuser: certificates, jobs and pending approval
  * requests, in batches. The job guard trigger is paused while seeding (these
  * rows are fixtures of the benchmark, not traffic).
+ *
+ * They are dated more than a week back: rows written past the api have no
+ * mail events, and the reaper's notification reconciler (which looks back 7
+ * days) would otherwise take them for lost mail and send a million
+ * submission mails in the middle of the measurements.
  */
 export async function seedPendingApprovals(
   superuserDbUrl: string,
@@ -23,7 +28,7 @@ export async function seedPendingApprovals(
         `WITH c AS (
            INSERT INTO certificates (org_id, profile_id, owner_id, common_name, sans, public_key, created_at)
            SELECT $1, $2, $3, 'seed-' || g || '.demo.example', ARRAY['seed-' || g || '.demo.example'], '\\x00'::bytea,
-                  date_trunc('milliseconds', now()) - make_interval(secs => g + $5)
+                  date_trunc('milliseconds', now()) - interval '8 days' - make_interval(secs => g + $5)
            FROM generate_series(1, $4) g
            RETURNING id, created_at, common_name, sans
          ), j AS (

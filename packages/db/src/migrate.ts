@@ -8,6 +8,7 @@ import * as auditAppendBatch from './migrations/0005-audit-append-batch.ts';
 import * as auditAppendAtCommit from './migrations/0006-audit-append-at-commit.ts';
 import * as notificationReconcile from './migrations/0007-notification-reconcile.ts';
 import * as notificationUnanswered from './migrations/0008-notification-unanswered.ts';
+import * as reconcileWindow from './migrations/0009-reconcile-window.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006-audit-append-at-commit': auditAppendAtCommit,
   '0007-notification-reconcile': notificationReconcile,
   '0008-notification-unanswered': notificationUnanswered,
+  '0009-reconcile-window': reconcileWindow,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -206,7 +206,9 @@ export async function findUndeliveredEvents(
     WITH happened AS (
       SELECT 'approval_submitted' AS kind, a.id AS ref, a.requested_at AS at
       FROM approval_requests a
-      WHERE (a.state = 'pending' OR a.decided_at > ${window}) AND a.requested_at < ${grace}
+      -- Within the window like the other kinds (older lost mail is past being useful), which also keeps
+      -- this a range scan of approvals_requested_at rather than a scan of every pending request.
+      WHERE a.requested_at > ${window} AND a.requested_at < ${grace}
       UNION ALL
       SELECT 'approval_decided', a.id, a.decided_at
       FROM approval_requests a WHERE a.decided_at IS NOT NULL AND a.decided_at > ${window} AND a.decided_at < ${grace}

@@ -105,4 +105,29 @@ describe('notification reconciliation', () => {
       await p.close();
     }
   });
+  it('looks one window back: a request older than that is not taken for lost mail', async () => {
+    const p = await startPipeline({ redisUrl: redis.url });
+    try {
+      // No notifier runs: neither request has a delivery record.
+      const old = await p.submit(p.org.requester, p.org.gated.id, 'old-pending.example.test');
+      const fresh = await p.submit(p.org.requester, p.org.gated.id, 'fresh-pending.example.test');
+      await p.drain();
+      // Backdated as a superuser with the facts guard paused (requested_at is immutable otherwise).
+      await p.tdb.superuser('ALTER TABLE approval_requests DISABLE TRIGGER approval_requests_guard');
+      try {
+        await p.tdb.superuser(
+          `UPDATE approval_requests SET requested_at = requested_at - interval '8 days' WHERE id = $1`,
+          [old.approvalId],
+        );
+      } finally {
+        await p.tdb.superuser('ALTER TABLE approval_requests ENABLE ALWAYS TRIGGER approval_requests_guard');
+      }
+      const events = await deliveries.findUndeliveredEvents(p.db, { graceMs: 0, windowMs: 7 * 86_400_000, limit: 100 });
+      const keys = events.map((e) => e.event_key);
+      expect(keys).toContain(`approval_submitted-${fresh.approvalId}`);
+      expect(keys).not.toContain(`approval_submitted-${old.approvalId}`);
+    } finally {
+      await p.close();
+    }
+  });
 });
