@@ -133,7 +133,8 @@ class CopyOutQuery {
   submit(connection: Connection): void {
     const socket = connection.stream;
     const listeners = socket.listeners('data');
-    if (listeners.length !== 1) throw new Error(`copyOut: expected one data listener on the socket, found ${listeners.length}`);
+    if (listeners.length !== 1)
+      throw new Error(`copyOut: expected one data listener on the socket, found ${listeners.length}`);
     this.pgListener = listeners[0] as DataListener;
     socket.removeListener('data', this.pgListener);
     socket.on('data', this.onData);
