@@ -1,4 +1,4 @@
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { createRedis, enqueue, openQueue, type PayloadOf, type RenewalRequestResult } from '@countersign/queues';
 import type { Redis } from 'ioredis';
 import type { Channel, OpPlan, PrincipalName, ProfileKind, Step, Submitter } from './plan.ts';

@@ -1,4 +1,4 @@
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { NOTIFICATION_KINDS, QUEUE_NAMES } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { createRedis, enqueue, openQueue } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { QueueEvents } from 'bullmq';

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { pingRedis, type RedisServer, startRedis } from '@countersign/devstack';
 import type { Stack } from '@countersign/stack';
 import pg from 'pg';

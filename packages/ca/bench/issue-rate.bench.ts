@@ -11,9 +11,10 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateKeyAndCsr } from '../src/csr-generate.ts';
 import { children, readTopLevel, TAG_SEQUENCE } from '../src/der.ts';
 import type { IssueRequest } from '../src/index.ts';
-import { generateKeyAndCsr, loadOrCreateLocalCa, parseCsr } from '../src/index.ts';
+import { loadOrCreateLocalCa, parseCsr } from '../src/index.ts';
 
 const seconds = Number(process.argv[2] ?? 3);
 

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CsrError, generateKeyAndCsr, parseCsr } from './index.ts';
+import { generateKeyAndCsr } from './csr-generate.ts';
+import { CsrError, parseCsr } from './index.ts';
 import { tamperCsrSignature } from './testing.ts';
 
 const OPENSSL = '/usr/bin/openssl';

@@ -1,5 +1,5 @@
-export type { GenerateCsrOptions, GeneratedKeyAndCsr } from './csr-generate.ts';
-export { generateKeyAndCsr } from './csr-generate.ts';
+// CSR generation (for the CLI and tests) is its own entry point, '@countersign/ca/csr-generate':
+// it needs @peculiar/x509 and reflect-metadata, which the api and issuer would otherwise load for nothing.
 export type { CsrErrorReason, KeyAlgorithm, ParsedCsr } from './csr-parse.ts';
 export { CsrError, parseCsr, parseCsrDer } from './csr-parse.ts';
 export { domainAllowed, isValidDnsName, isWildcardName, normalizeDnsName } from './dns-names.ts';

@@ -18,15 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyAndCsr } from './csr-generate.ts';
 import type { IssuedCertificate, IssueRequest, LocalCa, ParsedCsr } from './index.ts';
-import {
-  generateKeyAndCsr,
-  IssueError,
-  loadLocalCaFromFiles,
-  loadOrCreateLocalCa,
-  localConnector,
-  parseCsr,
-} from './index.ts';
+import { IssueError, loadLocalCaFromFiles, loadOrCreateLocalCa, localConnector, parseCsr } from './index.ts';
 
 x509.cryptoProvider.set(webcrypto);
 

@@ -1,7 +1,7 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { open, rm, writeFile } from 'node:fs/promises';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import {
   ApiError,
   type Approval,

@@ -1,4 +1,4 @@
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import type { Db, ProfileFields, ProfileWithApprovers } from '@countersign/db';
 import type { Principal, Role } from '@countersign/domain';
 import { bootstrapOrg, createApiKey, createPrincipal, saveProfile } from '@countersign/workflow';

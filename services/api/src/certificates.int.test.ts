@@ -1,4 +1,4 @@
-import { generateKeyAndCsr } from '@countersign/ca';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { tamperCsrSignature } from '@countersign/ca/testing';
 import { csrFor, seedOrg } from '@countersign/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
