@@ -233,21 +233,41 @@ try {
     })) as { job: { id: string }; approval: { id: string } };
   };
   /** One lifecycle; returns approve-response-to-issued latency in ms. */
+  // Where a lifecycle's time goes (printed after the closed loop, for diagnosis).
+  let phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
   const lifecycle = async () => {
+    const t0 = performance.now();
     const r = await submit();
+    const t1 = performance.now();
     await call(alice.key, 'POST', `/api/v1/approvals/${r.approval.id}/approve`, {});
     const approvedAt = performance.now();
-    return (await issuedAt(r.job.id)) - approvedAt;
+    const ms = (await issuedAt(r.job.id)) - approvedAt;
+    phases.submit.add(t1 - t0);
+    phases.approve.add(approvedAt - t1);
+    phases.issue.add(ms);
+    return ms;
   };
 
   // 2. Lifecycle throughput, closed loop.
   say(`bench: lifecycle throughput, ${P.concurrency} concurrent loops for ${P.lifecycleSeconds} s ...`);
   await closedLoop(4, 1, async () => void (await lifecycle())); // warm-up
+  phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
   await settle('before the lifecycle loop');
   const closed = await closedLoop(P.concurrency, P.lifecycleSeconds, async () => void (await lifecycle()));
   const throughput = closed.done / closed.seconds;
   errors += closed.errors;
-  results.lifecycle = { per_s: throughput, done: closed.done, errors: closed.errors, concurrency: P.concurrency };
+  const phase = (x: Samples) => x.summary();
+  results.lifecycle = {
+    per_s: throughput,
+    done: closed.done,
+    errors: closed.errors,
+    concurrency: P.concurrency,
+    phases_ms: { submit: phase(phases.submit), approve: phase(phases.approve), approve_to_issued: phase(phases.issue) },
+  };
+  say(
+    `bench: in the loop, p50 submit ${fmt(phases.submit.summary().p50)} ms, approve ${fmt(phases.approve.summary().p50)} ms, approve->issued ${fmt(phases.issue.summary().p50)} ms`,
+  );
+  phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
   const tGoal = tps / 8;
   rows.push({
     metric: 'lifecycles/s (request, approve, issued)',
