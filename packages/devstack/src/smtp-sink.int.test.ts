@@ -72,4 +72,27 @@ describe('startSmtpSink', () => {
   it('waitFor rejects with what arrived when nothing matches', async () => {
     await expect(sink.waitFor((m) => m.subject === 'never', 100)).rejects.toThrow(/no matching message within 100 ms/);
   });
+  it('with keep: false accepts and counts mail but stores none (the benchmark sink)', async () => {
+    const dir = await makeTempDir('smtp-discard');
+    const discard = await startSmtpSink({ dir: dir.path, log: captureLog().log, keep: false });
+    try {
+      const transport = nodemailer.createTransport({ host: '127.0.0.1', port: discard.port, secure: false });
+      for (const n of [1, 2, 3]) {
+        const info = await transport.sendMail({
+          from: 'a@example.test',
+          to: 'b@example.test',
+          subject: `m${n}`,
+          text: 'x',
+        });
+        expect(info.response).toMatch(/^250/);
+      }
+      transport.close();
+      expect(discard.accepted()).toBe(3);
+      expect(discard.messages()).toEqual([]);
+      await expect(readFile(`${dir.path}/index.jsonl`, 'utf8')).rejects.toThrow();
+    } finally {
+      await discard.stop();
+      await dir.remove();
+    }
+  });
 });

@@ -16,6 +16,12 @@ export interface SmtpSinkOptions {
    * kept either way, as a real server that is slow to answer keeps it.
    */
   replyDelayMs?: (n: number) => number;
+  /**
+   * false: accept and count every message but neither parse nor store it,
+   * like a relay on another host (the benchmark: parsing every mail in the
+   * harness would take CPU from the services it measures).
+   */
+  keep?: boolean;
 }
 
 export interface SinkMessage {
@@ -55,8 +61,10 @@ export interface SmtpSink {
   url: string;
   port: number;
   dir: string;
-  /** Snapshot of the messages received since start (or the last clear()). */
+  /** Snapshot of the messages received since start (or the last clear()); empty when not kept. */
   messages(): SinkMessage[];
+  /** Messages accepted since start, kept or not. */
+  accepted(): number;
   /**
    * Resolves with the first message (already received or arriving later) matching the
    * predicate; rejects after timeoutMs listing what did arrive, which makes failing
@@ -110,6 +118,15 @@ export async function startSmtpSink(options: SmtpSinkOptions): Promise<SmtpSink>
     closeTimeout: 500,
     size: 25 * 1024 * 1024,
     onData(stream, session, callback) {
+      if (options.keep === false) {
+        stream.once('error', (err) => callback(err));
+        stream.once('end', () => {
+          counter++;
+          callback();
+        });
+        stream.resume();
+        return;
+      }
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.once('error', (err) => callback(err));
@@ -204,6 +221,7 @@ export async function startSmtpSink(options: SmtpSinkOptions): Promise<SmtpSink>
     port,
     dir,
     messages: () => [...received],
+    accepted: () => counter,
     waitFor(predicate, timeoutMs = 10_000) {
       const existing = received.find(predicate);
       if (existing) return Promise.resolve(existing);

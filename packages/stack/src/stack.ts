@@ -34,8 +34,12 @@ export interface StackOptions {
   /** Use this Redis instead of starting one. */
   readonly redisUrl?: string | undefined;
   readonly database?: string | undefined;
-  /** 'sink' starts the local SMTP sink; a URL uses that server; null records mail as skipped. */
-  readonly smtp?: 'sink' | string | null | undefined;
+  /**
+   * 'sink' starts the local SMTP sink (mail kept as .eml files); 'discard' a
+   * sink that accepts and drops mail (benchmarks); a URL uses that server;
+   * null records mail as skipped.
+   */
+  readonly smtp?: 'sink' | 'discard' | string | null | undefined;
   readonly replicas?: Partial<Record<ServiceName, number>> | undefined;
   readonly apiPort?: number | undefined;
   readonly env?: NodeJS.ProcessEnv | undefined;
@@ -104,8 +108,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const superuserUrl = opts.superuserUrl ?? postgres?.url ?? '';
   const redisUrl = opts.redisUrl ?? redis?.url ?? '';
   let smtpUrl: string | null = null;
-  if (opts.smtp === 'sink') {
-    sink = await startSmtpSink({ dir: join(dataDir, 'mail'), log: (m: string) => log(m) });
+  if (opts.smtp === 'sink' || opts.smtp === 'discard') {
+    sink = await startSmtpSink({ dir: join(dataDir, 'mail'), log: (m: string) => log(m), keep: opts.smtp === 'sink' });
     smtpUrl = sink.url;
   } else if (typeof opts.smtp === 'string') {
     smtpUrl = opts.smtp;
