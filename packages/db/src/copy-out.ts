@@ -198,7 +198,10 @@ class CopyOutQuery {
       const carried = this.carry.subarray(0, this.carryLen);
       this.carryLen = 0;
       // An ErrorResponse is never carried (it is handed to pg as soon as its first byte is seen).
-      if (carried[0] === MSG_COPY_DONE) return this.detach(chunk.subarray(p));
+      if (carried[0] === MSG_COPY_DONE) {
+        this.detach(chunk.subarray(p));
+        return;
+      }
       if (!this.message(carried, 0)) {
         if (!this.settled) this.detach(Buffer.concat([carried, chunk.subarray(p)]));
         return;
@@ -207,11 +210,23 @@ class CopyOutQuery {
     const end = chunk.length;
     while (p < end) {
       const code = chunk[p] as number;
-      if (code === MSG_ERROR) return this.detach(chunk.subarray(p));
-      if (p + 5 > end) return this.startCarry(chunk, p);
+      if (code === MSG_ERROR) {
+        this.detach(chunk.subarray(p));
+        return;
+      }
+      if (p + 5 > end) {
+        this.startCarry(chunk, p);
+        return;
+      }
       const next = p + 1 + chunk.readInt32BE(p + 1);
-      if (next > end) return this.startCarry(chunk, p);
-      if (code === MSG_COPY_DONE) return this.detach(chunk.subarray(next));
+      if (next > end) {
+        this.startCarry(chunk, p);
+        return;
+      }
+      if (code === MSG_COPY_DONE) {
+        this.detach(chunk.subarray(next));
+        return;
+      }
       if (!this.message(chunk, p)) {
         // Anything but row data, a notice or a status: not ours to read.
         if (!this.settled) this.detach(chunk.subarray(p));
