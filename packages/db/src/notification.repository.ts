@@ -189,7 +189,7 @@ export interface NotificationEvent {
 /**
  * Events whose mails may have been lost with their queue message (a Redis wipe
  * or a restart without persistence), older than `graceMs`: events of the last
- * `windowMs` (or of a request still pending) without any delivery record, and
+ * `windowMs` without any delivery record, and
  * events with pending deliveries nobody holds. A submission whose request was
  * decided meanwhile is published too: the notifier records its mails as
  * skipped, so every event ends with its deliveries accounted for. The caller

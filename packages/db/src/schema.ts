@@ -162,9 +162,9 @@ export interface AuditHeadsTable {
   hash: Buffer;
 }
 
-export interface AuditRecordsTable {
+/** The hashed columns of an audit record, shared by the ledger and its staging table. */
+interface AuditRecordColumns {
   org_id: string;
-  seq: string;
   at: Timestamp;
   actor_id: string;
   actor_type: string;
@@ -172,20 +172,18 @@ export interface AuditRecordsTable {
   resource_type: string;
   resource_id: string;
   details: unknown;
+}
+
+export interface AuditRecordsTable extends AuditRecordColumns {
+  seq: string;
   prev_hash: Buffer;
   hash: Buffer;
 }
 
-export interface AuditStagingTable {
+/** Records staged in a transaction, linked into the chain at COMMIT (migration 0006). */
+export interface AuditStagingTable extends AuditRecordColumns {
   id: Generated<string>;
-  org_id: string;
-  at: Timestamp;
-  actor_id: string;
-  actor_type: string;
-  action: string;
-  resource_type: string;
-  resource_id: string;
-  details: unknown;
+  /** The canonical body, computed by the service, hashed by the sealing trigger. */
   body: Buffer;
 }
 
