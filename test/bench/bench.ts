@@ -174,17 +174,17 @@ try {
       });
     });
 
+  const suUrl = databaseUrl(s.superuserUrl, new URL(s.superuserUrl).username || 'postgres', '', 'countersign');
+  const outboxPool = new pg.Pool({ connectionString: suUrl, max: 1 });
+  suPool = outboxPool; // closed in the finally below
+  const queues = [QUEUE_NAMES.issuance, QUEUE_NAMES.notifications].map(
+    (name) => new Queue(name, { connection: eventsRedis as NonNullable<typeof eventsRedis>, prefix }),
+  );
   /**
    * Waits until the work a phase left behind (issuance, mail, outbox relay)
    * has drained, so the next measurement sees a system in steady state
    * rather than the previous phase's backlog.
    */
-  const suUrl = databaseUrl(s.superuserUrl, new URL(s.superuserUrl).username || 'postgres', '', 'countersign');
-  const outboxPool = new pg.Pool({ connectionString: suUrl, max: 1 });
-  suPool = outboxPool;
-  const queues = [QUEUE_NAMES.issuance, QUEUE_NAMES.notifications].map(
-    (name) => new Queue(name, { connection: eventsRedis as NonNullable<typeof eventsRedis>, prefix }),
-  );
   const settle = async (label: string, timeoutMs = 120_000) => {
     const t0 = performance.now();
     for (;;) {
@@ -234,9 +234,10 @@ try {
       justification: 'benchmark',
     })) as { job: { id: string }; approval: { id: string } };
   };
-  /** One lifecycle; returns approve-response-to-issued latency in ms. */
   // Where a lifecycle's time goes (printed after the closed loop, for diagnosis).
-  let phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
+  const newPhases = () => ({ submit: new Samples(), approve: new Samples(), issue: new Samples() });
+  let phases = newPhases();
+  /** One lifecycle; returns approve-response-to-issued latency in ms. */
   const lifecycle = async () => {
     const t0 = performance.now();
     const r = await submit();
@@ -253,23 +254,23 @@ try {
   // 2. Lifecycle throughput, closed loop.
   say(`bench: lifecycle throughput, ${P.concurrency} concurrent loops for ${P.lifecycleSeconds} s ...`);
   await closedLoop(4, 1, async () => void (await lifecycle())); // warm-up
-  phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
+  phases = newPhases();
   await settle('before the lifecycle loop');
   const closed = await closedLoop(P.concurrency, P.lifecycleSeconds, async () => void (await lifecycle()));
   const throughput = closed.done / closed.seconds;
   errors += closed.errors;
-  const phase = (x: Samples) => x.summary();
+  const inLoop = { submit: phases.submit.summary(), approve: phases.approve.summary(), issue: phases.issue.summary() };
   results.lifecycle = {
     per_s: throughput,
     done: closed.done,
     errors: closed.errors,
     concurrency: P.concurrency,
-    phases_ms: { submit: phase(phases.submit), approve: phase(phases.approve), approve_to_issued: phase(phases.issue) },
+    phases_ms: { submit: inLoop.submit, approve: inLoop.approve, approve_to_issued: inLoop.issue },
   };
   say(
-    `bench: in the loop, p50 submit ${fmt(phases.submit.summary().p50)} ms, approve ${fmt(phases.approve.summary().p50)} ms, approve->issued ${fmt(phases.issue.summary().p50)} ms`,
+    `bench: in the loop, p50 submit ${fmt(inLoop.submit.p50)} ms, approve ${fmt(inLoop.approve.p50)} ms, approve->issued ${fmt(inLoop.issue.p50)} ms`,
   );
-  phases = { submit: new Samples(), approve: new Samples(), issue: new Samples() };
+  phases = newPhases();
   const tGoal = tps / 8;
   rows.push({
     metric: 'lifecycles/s (request, approve, issued)',
