@@ -127,6 +127,15 @@ const bodyUs = cpu(() => {
     return true;
   });
 });
+// Records stored before migration 0010 hold jsonb's rendering: their details are re-canonicalised.
+const canonicalBodyUs = cpu(() => {
+  const body = new RecordBodyWriter(orgId);
+  eachTuple((buf, field) => {
+    sink.pos = BODY_OFFSET;
+    body.write(buf, field, sink, true);
+    return true;
+  });
+});
 const hashUs = cpu(() => {
   const body = new RecordBodyWriter(orgId);
   eachTuple((buf, field) => {
@@ -157,13 +166,16 @@ const walkUs = cpu(() => {
 const jsonUs = cpu(() => {
   eachTuple((buf, field) => {
     const o = field[14] as number;
-    JSON.parse(buf.toString('utf8', o + 1, o + (field[15] as number)));
+    JSON.parse(buf.toString('utf8', o, o + (field[15] as number)));
     return true;
   });
 });
 log(`\nNode CPU per record (${sample} records in memory):`);
 log(`  binary tuple parsing           ${parseUs.toFixed(2)} us`);
-log(`  canonical body from bytes      ${(bodyUs - parseUs).toFixed(2)} us`);
+log(`  canonical body from bytes      ${(bodyUs - parseUs).toFixed(2)} us (details as stored)`);
+log(
+  `    with details re-canonicalised ${(canonicalBodyUs - parseUs).toFixed(2)} us (records stored before migration 0010)`,
+);
 log(`  SHA-256 (one native call)      ${(hashUs - bodyUs).toFixed(2)} us`);
 log(`  links, sequence, compare        ${(walkUs - hashUs).toFixed(2)} us`);
 log(`  total Node CPU per record        ${walkUs.toFixed(2)} us (= ${Math.round(1e6 / walkUs)} records/s per core)`);

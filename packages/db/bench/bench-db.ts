@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { startPostgres } from '@countersign/devstack';
 import pg from 'pg';
 import { canonicalAuditBody, chainHash, GENESIS_HASH } from '../src/audit-ledger.ts';
+import { canonicalJson } from '../src/canonical-json.ts';
 import { migrateToLatest } from '../src/migrate.ts';
 import { APP_ROLE, databaseUrl, ensureRoles, OWNER_ROLE } from '../src/provision.ts';
 
@@ -124,7 +125,7 @@ export async function seedChain(superuserUrl: string, records: number, log: (m: 
         };
         const h = chainHash(prev, BigInt(seq), canonicalAuditBody(f));
         const vals: unknown[] = [seq, at, f.actorId, f.actorType, f.action, f.resourceType, f.resourceId];
-        vals.push(JSON.stringify(details), prev, h);
+        vals.push(canonicalJson(details), prev, h);
         vals.forEach((v, i) => {
           cols[i]?.push(v);
         });
@@ -133,7 +134,7 @@ export async function seedChain(superuserUrl: string, records: number, log: (m: 
       await c.query(
         `INSERT INTO audit_records(org_id, seq, at, actor_id, actor_type, action, resource_type, resource_id, details, prev_hash, hash)
          SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[],
-           $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])`,
+           $8::text[], $9::json[], $10::bytea[], $11::bytea[])`,
         [org, ...cols],
       );
       if ((start - 1) % 200_000 === 0) log(`seeding: ${start - 1 + BATCH} of ${records}`);

@@ -98,6 +98,21 @@ describe('writeCanonicalJsonb', () => {
     }
   });
 
+  it('canonicalises escapes JSON.stringify would not write (json text stored by hand)', () => {
+    for (const text of [
+      '{"k": "\\u0041\\u00e9"}',
+      '{"k": "a\\/b"}',
+      '{"k": "\\u000A\\u001F"}',
+      '{"\\u0062": 1, "a": 2}',
+      '{"k": "\\ud83d\\ude00"}',
+      '{"k": ["\\u0009", "\\u0008"]}',
+    ]) {
+      expect(fast(text)).toBe(canonicalJson(JSON.parse(text)));
+    }
+    // The escapes JSON.stringify does write stay as they are.
+    expect(fast('{"k": "\\u0001\\n\\"\\\\"}')).toBe('{"k":"\\u0001\\n\\"\\\\"}');
+  });
+
   it('refuses what cannot be canonical JSON', () => {
     expect(() => fast('{"a": 1e400}')).toThrow();
     expect(() => fast('{"a": nope}')).toThrow();

@@ -1,9 +1,10 @@
 import { canonicalJson } from './canonical-json.ts';
 
 /**
- * The verifier's fast path to the canonical (RFC 8785) bytes of an audit
- * record, built straight from the bytes PostgreSQL sends, without
- * JSON.parse + re-serialisation (which cost more than the hash itself).
+ * The canonical (RFC 8785) bytes of audit details stored as jsonb's text
+ * rendering (records written before migration 0010; newer ones store the
+ * canonical text itself and are hashed as stored), built straight from the
+ * bytes PostgreSQL sends, without JSON.parse + re-serialisation.
  *
  * It relies on three properties of PostgreSQL's jsonb text output (jsonb_out):
  * - strings are escaped exactly as ECMAScript JSON.stringify escapes them
@@ -99,17 +100,30 @@ function skipWs(src: Buffer, i: number, end: number): number {
   return i;
 }
 
-/** Index just past the closing quote of the string token starting at i. */
+/**
+ * Index just past the closing quote of the string token starting at i.
+ * Escapes other than the ones JSON.stringify writes (\u00xx for a control
+ * character without a short form; \" \\ \b \f \n \r \t) throw, so such
+ * text takes the exact parse-and-serialise path: jsonb never renders them,
+ * but json text stored by hand can hold them.
+ */
 function stringEnd(src: Buffer, i: number, end: number): number {
-  let q = i;
-  for (;;) {
-    // indexOf is a native memchr; a quote preceded by an odd run of backslashes is escaped.
-    q = src.indexOf(QUOTE, q + 1);
-    if (q < 0 || q >= end) throw new CanonicalFormError('unterminated string');
-    let b = q - 1;
-    while (src[b] === BACKSLASH) b--;
-    if ((q - 1 - b) % 2 === 0) return q + 1;
+  for (let q = i + 1; q < end; q++) {
+    const c = src[q] as number;
+    if (c === QUOTE) return q + 1;
+    if (c < 0x20) throw new CanonicalFormError('control character in a string');
+    if (c !== BACKSLASH) continue;
+    const e = src[++q];
+    if (e === QUOTE || e === BACKSLASH || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) continue;
+    if (e !== 0x75 || q + 4 >= end) throw new CanonicalFormError('escape JSON.stringify does not write');
+    const code = Number.parseInt(src.toString('latin1', q + 1, q + 5), 16);
+    const short = code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d;
+    if (!(code < 0x20) || short || src.toString('latin1', q + 1, q + 5) !== code.toString(16).padStart(4, '0')) {
+      throw new CanonicalFormError('escape JSON.stringify does not write');
+    }
+    q += 4;
   }
+  throw new CanonicalFormError('unterminated string');
 }
 
 function valueEnd(src: Buffer, i: number, end: number): number {

@@ -81,7 +81,9 @@ export class ChainWalk {
   /**
    * Checks the record whose body is in the sink. `seqBytes` at `seqOff` is
    * the 8-byte big-endian seq, `prevHash`/`hash` the stored 32-byte values.
-   * Returns false once the chain is broken.
+   * `rewrite`, if given, writes another rendering of the same record into the
+   * sink it is handed (the body after the prefix); it is tried when the first
+   * body does not hash to the stored value. Returns false once the chain is broken.
    */
   record(
     seq: number,
@@ -92,6 +94,7 @@ export class ChainWalk {
     prevLen: number,
     hashOff: number,
     hashLen: number,
+    rewrite?: (sink: ByteSink) => void,
   ): boolean {
     if (seq !== this.expected) {
       return this.fail(
@@ -115,9 +118,14 @@ export class ChainWalk {
     for (let i = 0; i < 32; i++) buf[i] = store[prevOff + i] as number;
     for (let i = 0; i < 8; i++) buf[32 + i] = seqBytes[seqOff + i] as number;
     // latin1 ('binary') output: a string digest is much cheaper for node than a new Buffer.
-    const digest = hash('sha256', buf.subarray(0, this.sink.pos), 'binary');
-    for (let i = 0; i < 32; i++) {
-      if (store[hashOff + i] !== digest.charCodeAt(i)) {
+    let digest = hash('sha256', buf.subarray(0, this.sink.pos), 'binary');
+    if (!sameHash(store, hashOff, digest)) {
+      if (rewrite !== undefined) {
+        // The prefix stays; startBody() only moves the write position back to the body.
+        rewrite(this.startBody());
+        digest = hash('sha256', this.sink.buf.subarray(0, this.sink.pos), 'binary');
+      }
+      if (!sameHash(store, hashOff, digest)) {
         return this.fail(seq, `record ${seq} does not match its hash: its content was changed`);
       }
     }
@@ -172,6 +180,11 @@ export class ChainWalk {
     this.failure ??= { seq, reason };
     return false;
   }
+}
+
+function sameHash(store: Buffer, off: number, digest: string): boolean {
+  for (let i = 0; i < 32; i++) if (store[off + i] !== digest.charCodeAt(i)) return false;
+  return true;
 }
 
 /** Seq as the 8 big-endian bytes the hash covers. */

@@ -103,7 +103,12 @@ export class RecordBodyWriter {
     this.orgKeys = lit(`,"org_id":${JSON.stringify(orgId)},"resource_id":`);
   }
 
-  write(buf: Buffer, f: Int32Array, s: ByteSink): void {
+  /**
+   * `canonicalDetails` false: the details text is written as stored (the
+   * canonical text the appender hashed, since migration 0010); true: it is
+   * canonicalised first (jsonb's rendering, stored before that migration).
+   */
+  write(buf: Buffer, f: Int32Array, s: ByteSink, canonicalDetails = false): void {
     // Hot path: offsets are read inline (no per-record closures).
     s.bytes(K_ACTION, 0, K_ACTION.length);
     writeJsonString(buf, f[8] as number, (f[8] as number) + (f[9] as number), s);
@@ -140,18 +145,20 @@ export class RecordBodyWriter {
     if (sub !== 0) s.text(String(sub).padStart(3, '0'));
     s.byte(0x5a);
     s.bytes(K_DETAILS, 0, K_DETAILS.length);
-    // jsonb in binary is one version byte (1) and then its text.
+    // json in binary is its text, exactly as stored.
     const d = f[14] as number;
     const dEnd = d + Math.max(0, f[15] as number);
-    if (dEnd > d && buf[d] === 1) {
+    if (dEnd === d) {
+      s.byte(0);
+    } else if (!canonicalDetails) {
+      s.bytes(buf, d, dEnd);
+    } else {
       try {
-        writeCanonicalJsonb(buf, d + 1, dEnd, s);
+        writeCanonicalJsonb(buf, d, dEnd, s);
       } catch {
         // Not canonicalisable: cannot be what was hashed, and the hash will say so.
         s.byte(0);
       }
-    } else {
-      s.byte(0);
     }
     s.bytes(this.orgKeys, 0, this.orgKeys.length);
     writeJsonString(buf, f[12] as number, (f[12] as number) + (f[13] as number), s);

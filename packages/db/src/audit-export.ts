@@ -53,8 +53,8 @@ export async function* exportLedger(database: AuditDatabase, checkpoint: SignedC
     let line = '';
     const rows = new CopyRowParser((buf, f) => {
       const d = f[F.details * 2] as number;
-      // jsonb text is valid JSON already; it is embedded as is.
-      const details = buf.toString('utf8', d + 1, d + (f[F.details * 2 + 1] as number));
+      // json text is valid JSON already; it is embedded as stored.
+      const details = buf.toString('utf8', d, d + (f[F.details * 2 + 1] as number));
       line = `{"type":"record","seq":"${tupleSeq(buf, f)}","at":"${isoOf(buf, f[F.at * 2] as number)}","actor_id":${str(buf, f, F.actorId)},"actor_type":${str(buf, f, F.actorType)},"action":${str(buf, f, F.action)},"resource_type":${str(buf, f, F.resourceType)},"resource_id":${str(buf, f, F.resourceId)},"details":${details},"prev_hash":${hex(buf, f, F.prevHash)},"hash":${hex(buf, f, F.hash)}}\n`;
       return true;
     });

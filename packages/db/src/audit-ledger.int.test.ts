@@ -12,7 +12,7 @@ import {
 } from './audit-checkpoint.ts';
 import { createCheckpoint } from './audit-checkpoint-store.ts';
 import { exportLedger, verifyLedgerLines } from './audit-export.ts';
-import { appendAudit, canonicalAuditBody, chainHash } from './audit-ledger.ts';
+import { appendAudit, appendAuditMany, canonicalAuditBody, chainHash } from './audit-ledger.ts';
 import { verifyAllChains, verifyAuditChain } from './audit-verify.ts';
 import { canonicalJson } from './canonical-json.ts';
 
@@ -99,13 +99,76 @@ describe('verification', () => {
 
   it('names an edited record (details changed)', async () => {
     const { orgId } = await orgWithChain();
-    await tamper(`UPDATE audit_records SET details = details || '{"note":"edited"}' WHERE org_id = $1 AND seq = 7`, [
-      orgId,
-    ]);
+    await tamper(
+      `UPDATE audit_records SET details = (details::jsonb || '{"note":"edited"}')::json WHERE org_id = $1 AND seq = 7`,
+      [orgId],
+    );
     const r = await verify(orgId);
     expect(r).toMatchObject({ ok: false, first_bad_seq: '7', checked: 6 });
     expect(r.reason).toContain('does not match its hash');
     expect(r.head.seq).toBe('6');
+  });
+
+  it("stores each record's details as the canonical text that was hashed, through both append paths", async () => {
+    const { orgId } = await orgWithChain();
+    const batch = Array.from({ length: 60 }, (_, i) => ({
+      orgId,
+      actor: { id: 'system-reaper', type: 'system' as const },
+      action: 'approval_expired' as const,
+      resourceType: 'approval',
+      resourceId: randomUUID(),
+      details: { ...NASTY_DETAILS[i % NASTY_DETAILS.length], i },
+    }));
+    await appendAuditMany(tdb.handle.db, batch);
+    const { rows } = await tdb.superuser<{ action: string; text: string }>(
+      'SELECT action, details::text AS text FROM audit_records WHERE org_id = $1 ORDER BY seq',
+      [orgId],
+    );
+    expect(rows.filter((r) => r.action === 'approval_expired')).toHaveLength(60);
+    for (const r of rows) expect(r.text).toBe(canonicalJson(JSON.parse(r.text)));
+    expect(await verify(orgId)).toMatchObject({ ok: true, checked: rows.length });
+  });
+
+  it("verifies records stored before migration 0010 (jsonb's rendering of the details) by canonicalising them", async () => {
+    const { orgId, head } = await orgWithChain();
+    await tamper('UPDATE audit_records SET details = details::jsonb::json WHERE org_id = $1', [orgId]);
+    const { rows } = await tdb.superuser<{ text: string }>(
+      'SELECT details::text AS text FROM audit_records WHERE org_id = $1 AND seq = $2',
+      [orgId, head],
+    );
+    expect(rows[0]?.text).toContain('": '); // jsonb's rendering, not the canonical text
+    expect(await verify(orgId)).toMatchObject({ ok: true, checked: head });
+    await tamper(
+      `UPDATE audit_records SET details = (details::jsonb || '{"i":999}')::jsonb::json WHERE org_id = $1 AND seq = $2`,
+      [orgId, head - 3],
+    );
+    expect(await verify(orgId)).toMatchObject({ ok: false, first_bad_seq: String(head - 3) });
+  });
+
+  it('accepts details rewritten to equivalent JSON text, and names a rewrite that changes a value', async () => {
+    const { orgId } = await orgWithChain();
+    const found = await tdb.superuser<{ seq: string; text: string }>(
+      `SELECT seq, details::text AS text FROM audit_records
+       WHERE org_id = $1 AND details::text LIKE '%"note":"plain"%' ORDER BY seq LIMIT 1`,
+      [orgId],
+    );
+    const rec = { seq: Number(found.rows[0]?.seq), text: found.rows[0]?.text ?? '' };
+    const value = JSON.parse(rec.text) as Record<string, unknown>;
+    // Same value: other key order, whitespace, an escape JSON.stringify would not write.
+    const equivalent = `{ "votes" : ${value.votes}, "note": "pl\\u0061in", "i":${value.i} }`;
+    expect(JSON.parse(equivalent)).toEqual(value);
+    await tamper('UPDATE audit_records SET details = $2::json WHERE org_id = $1 AND seq = $3', [
+      orgId,
+      equivalent,
+      rec.seq,
+    ]);
+    expect(await verify(orgId)).toMatchObject({ ok: true });
+    await tamper('UPDATE audit_records SET details = $2::json WHERE org_id = $1 AND seq = $3', [
+      orgId,
+      equivalent.replace('pl\\u0061in', 'pl\\u0062in'),
+      rec.seq,
+    ]);
+    expect(await verify(orgId)).toMatchObject({ ok: false, first_bad_seq: String(rec.seq) });
   });
 
   it('names an edited record (timestamp moved by one microsecond)', async () => {

@@ -130,7 +130,7 @@ export async function appendAuditMany(
       SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
         ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
         ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
-        ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => JSON.stringify(e.details))}::jsonb[],
+        ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => canonicalJson(e.details))}::json[],
         ${bodies}::bytea[])
     `.execute(ex);
     return;
@@ -146,7 +146,8 @@ export async function appendAuditMany(
         action: e.action,
         resource_type: e.resourceType,
         resource_id: e.resourceId,
-        details: JSON.stringify(e.details),
+        // The canonical text, stored as is (json): the verifier hashes it without re-rendering.
+        details: canonicalJson(e.details),
         body: bodies[i] ?? Buffer.alloc(0),
       })),
     )

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { ByteSink } from './audit-canonical.ts';
 import { type ChainReport, ChainWalk, type TrustedCheckpoint } from './audit-chain.ts';
 import { type CheckpointRow, checkpointFromRow, type Keyring, verifyCheckpoint } from './audit-checkpoint.ts';
 import { CopyRowParser, F, RECORD_COLUMNS, RecordBodyWriter, tupleSeq } from './audit-copy.ts';
@@ -12,8 +13,10 @@ export type { ChainReport } from './audit-chain.ts';
  * Records come through `COPY (SELECT ...) TO STDOUT (FORMAT binary)`: the
  * server does the least work (no text rendering of timestamps or bytea), the
  * client parses fixed offsets in the socket's own buffers (copy-out.ts), and
- * memory stays constant whatever the length of the chain. The canonical body of each record is written straight from the
- * received bytes (audit-canonical.ts) and hashed in one native call.
+ * memory stays constant whatever the length of the chain. The canonical body
+ * of each record is written straight from the received bytes (audit-copy.ts),
+ * with the details text as stored (the canonical text the appender hashed,
+ * migration 0010), and hashed in one native call.
  *
  * Everything is read in one REPEATABLE READ snapshot, so the head row, the
  * checkpoints and the records agree even while the services keep appending.
@@ -121,7 +124,13 @@ async function streamRecords(client: pg.PoolClient, orgId: string, fromSeq: numb
   const body = new RecordBodyWriter(orgId);
   const p = F.prevHash * 2;
   const h = F.hash * 2;
+  let tuple: Buffer = Buffer.alloc(0);
+  let fields: Int32Array = new Int32Array(0);
+  // Records stored before migration 0010 hold jsonb's rendering of their details, not the hashed text.
+  const canonicalised = (sink: ByteSink) => body.write(tuple, fields, sink, true);
   const rows = new CopyRowParser((buf, field) => {
+    tuple = buf;
+    fields = field;
     body.write(buf, field, walk.startBody());
     return walk.record(
       tupleSeq(buf, field),
@@ -132,6 +141,7 @@ async function streamRecords(client: pg.PoolClient, orgId: string, fromSeq: numb
       field[p + 1] as number,
       field[h] as number,
       field[h + 1] as number,
+      canonicalised,
     );
   });
   const complete = await copyOut(client, copyRecords(orgId, fromSeq), rows.payload);

@@ -9,6 +9,7 @@ import * as auditAppendAtCommit from './migrations/0006-audit-append-at-commit.t
 import * as notificationReconcile from './migrations/0007-notification-reconcile.ts';
 import * as notificationUnanswered from './migrations/0008-notification-unanswered.ts';
 import * as reconcileWindow from './migrations/0009-reconcile-window.ts';
+import * as auditDetailsVerbatim from './migrations/0010-audit-details-verbatim.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007-notification-reconcile': notificationReconcile,
   '0008-notification-unanswered': notificationUnanswered,
   '0009-reconcile-window': reconcileWindow,
+  '0010-audit-details-verbatim': auditDetailsVerbatim,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
