@@ -10,6 +10,7 @@ import * as notificationReconcile from './migrations/0007-notification-reconcile
 import * as notificationUnanswered from './migrations/0008-notification-unanswered.ts';
 import * as reconcileWindow from './migrations/0009-reconcile-window.ts';
 import * as auditDetailsVerbatim from './migrations/0010-audit-details-verbatim.ts';
+import * as pendingQueueIndex from './migrations/0011-pending-queue-index.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008-notification-unanswered': notificationUnanswered,
   '0009-reconcile-window': reconcileWindow,
   '0010-audit-details-verbatim': auditDetailsVerbatim,
+  '0011-pending-queue-index': pendingQueueIndex,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
