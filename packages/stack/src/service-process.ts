@@ -44,12 +44,34 @@ export interface ServiceProcessOptions {
 }
 
 /**
- * Extra node flags for every service, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
+ * Node flags for every service: the heap budget (as the image's entrypoint
+ * sets it), then any extra flags, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`
  * to profile a bench or chaos run (NODE_OPTIONS refuses those flags).
  */
-function nodeArgs(): string[] {
-  return (process.env.COUNTERSIGN_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== '');
+function nodeArgs(env: NodeJS.ProcessEnv): string[] {
+  return [
+    ...heapFlags(env.COUNTERSIGN_NODE_HEAP_MB),
+    ...(process.env.COUNTERSIGN_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter((a) => a !== ''),
+  ];
 }
+
+/**
+ * V8 grows a heap towards a limit derived from the machine's memory (gigabytes
+ * here) before it collects in earnest, so an idle-ish service sat on 200-300 MB
+ * of garbage. The services' live data is a few tens of MB (bounded batches,
+ * streamed exports and verification), so a 96 MB old space and 8 MB
+ * semi-spaces keep each under 150 MB resident with no measurable cost in
+ * throughput (docs/performance.md). COUNTERSIGN_NODE_HEAP_MB changes the budget.
+ */
+export function heapFlags(heapMb: string | undefined): string[] {
+  const mb = heapMb === undefined || heapMb === '' ? DEFAULT_HEAP_MB : Number(heapMb);
+  if (!Number.isInteger(mb) || mb < 32) {
+    throw new Error(`COUNTERSIGN_NODE_HEAP_MB must be a whole number of megabytes, at least 32 (got ${heapMb})`);
+  }
+  return [`--max-old-space-size=${mb}`, '--max-semi-space-size=8'];
+}
+
+export const DEFAULT_HEAP_MB = 96;
 
 export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): ServiceProcess {
   let child: ChildProcess | null = null;
@@ -60,7 +82,7 @@ export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): 
     if (child && child.exitCode === null && child.signalCode === null) return;
     if (opts.logFile && !log) log = createWriteStream(opts.logFile, { flags: 'a' });
     const args = [
-      ...nodeArgs(),
+      ...nodeArgs(opts.env),
       ...(opts.bundled
         ? [join(REPO_ROOT, 'services', name, 'dist', 'main.mjs')]
         : ['--import', TSX_LOADER, join(REPO_ROOT, 'services', name, 'src', 'main.ts')]),
