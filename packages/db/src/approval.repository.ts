@@ -1,7 +1,7 @@
 import type { ApprovalState } from '@countersign/domain';
 import { sql } from 'kysely';
 import type { KeysetPosition } from './cursor.ts';
-import type { Executor } from './database.ts';
+import { backgroundRead, type Db, type Executor } from './database.ts';
 import type { ApprovalRow } from './schema.ts';
 
 /** Approval requests and their votes. Decisions are compare-and-set on `state = 'pending'`. */
@@ -178,14 +178,16 @@ export async function lockExpiredBatch(ex: Executor, now: Date, limit: number) {
     .execute();
 }
 
-/** Pending requests per profile, for the countersign_approvals_pending gauge. */
-export async function countPendingByProfile(ex: Executor): Promise<{ profile_id: string; pending: number }[]> {
-  const rows = await ex
-    .selectFrom('approval_requests')
-    .select(['profile_id', (eb) => eb.fn.countAll<string>().as('pending')])
-    .where('state', '=', 'pending')
-    .groupBy('profile_id')
-    .execute();
+/** Pending requests per profile, for the countersign_approvals_pending gauge (a background read). */
+export async function countPendingByProfile(db: Db): Promise<{ profile_id: string; pending: number }[]> {
+  const rows = await backgroundRead(db, (tx) =>
+    tx
+      .selectFrom('approval_requests')
+      .select(['profile_id', (eb) => eb.fn.countAll<string>().as('pending')])
+      .where('state', '=', 'pending')
+      .groupBy('profile_id')
+      .execute(),
+  );
   return rows.map((r) => ({ profile_id: r.profile_id, pending: Number(r.pending) }));
 }
 

@@ -1,7 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@countersign/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase } from './database.ts';
+import { backgroundRead, createDatabase } from './database.ts';
 
 /**
  * The chaos harness's pg_terminate_backend took the api down: a connection
@@ -33,5 +33,18 @@ describe('createDatabase', () => {
     } finally {
       await handle.close();
     }
+  });
+});
+
+describe('backgroundRead', () => {
+  it('reads with no parallel workers, in its own transaction only', async () => {
+    const setting = async (ex: Parameters<Parameters<typeof backgroundRead>[1]>[0] | typeof tdb.handle.db) =>
+      (await sql<{ max_parallel_workers_per_gather: string }>`SHOW max_parallel_workers_per_gather`.execute(ex)).rows[0]
+        ?.max_parallel_workers_per_gather;
+    const before = await setting(tdb.handle.db);
+    expect(before).not.toBe('0');
+    expect(await backgroundRead(tdb.handle.db, (tx) => setting(tx))).toBe('0');
+    // SET LOCAL ends with the transaction: the pooled connection is back to the default.
+    expect(await setting(tdb.handle.db)).toBe(before);
   });
 });
