@@ -116,9 +116,11 @@ function stringEnd(src: Buffer, i: number, end: number): number {
     const e = src[++q];
     if (e === QUOTE || e === BACKSLASH || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) continue;
     if (e !== 0x75 || q + 4 >= end) throw new CanonicalFormError('escape JSON.stringify does not write');
-    const code = Number.parseInt(src.toString('latin1', q + 1, q + 5), 16);
+    // JSON.stringify writes \u00xx in lower case, only for controls without a short form.
+    const hex = src.toString('latin1', q + 1, q + 5);
+    const code = Number.parseInt(hex, 16);
     const short = code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d;
-    if (!(code < 0x20) || short || src.toString('latin1', q + 1, q + 5) !== code.toString(16).padStart(4, '0')) {
+    if (!(code < 0x20) || short || hex !== code.toString(16).padStart(4, '0')) {
       throw new CanonicalFormError('escape JSON.stringify does not write');
     }
     q += 4;

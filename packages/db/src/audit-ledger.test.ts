@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalAuditBody, chainHash, GENESIS_HASH } from './audit-ledger.ts';
+import { canonicalJson } from './canonical-json.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 
 const fields = {
@@ -18,6 +19,33 @@ describe('audit canonical form', () => {
     const b = canonicalAuditBody({ ...fields, details: { c: { y: true, z: null }, a: [1, 'x'], b: 1.0 } });
     expect(a.equals(b)).toBe(true);
     expect(a.toString()).toContain('"details":{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}');
+  });
+
+  it('is the RFC 8785 form of the whole record, whatever its strings hold', () => {
+    for (const f of [
+      fields,
+      {
+        ...fields,
+        actorId: 'é"\\\n😀\u0001',
+        resourceId: '\ue000',
+        resourceType: 'x y',
+        at: '2026-01-02T03:04:05.678Z',
+      },
+    ]) {
+      const details = { z: [1, 'two'], a: { ü: null } };
+      const at = typeof f.at === 'string' ? f.at : f.at.toISOString();
+      const whole = canonicalJson({
+        org_id: f.orgId,
+        at,
+        actor_id: f.actorId,
+        actor_type: f.actorType,
+        action: f.action,
+        resource_type: f.resourceType,
+        resource_id: f.resourceId,
+        details,
+      });
+      expect(canonicalAuditBody({ ...f, details }).toString('utf8')).toBe(whole);
+    }
   });
 
   it('binds the sequence number and the previous hash', () => {

@@ -73,17 +73,23 @@ export interface AuditBodyFields {
 export const GENESIS_HASH = Buffer.alloc(32);
 
 export function canonicalAuditBody(r: AuditBodyFields): Buffer {
-  const text = canonicalJson({
-    org_id: r.orgId,
-    at: typeof r.at === 'string' ? r.at : r.at.toISOString(),
-    actor_id: r.actorId,
-    actor_type: r.actorType,
-    action: r.action,
-    resource_type: r.resourceType,
-    resource_id: r.resourceId,
-    details: r.details,
-  });
-  return Buffer.from(text, 'utf8');
+  return auditBodyAround(r, canonicalJson(r.details));
+}
+
+/**
+ * The canonical body of a record whose details are already canonical text
+ * (the appender stores that same text, so it canonicalises details once).
+ * Members are written in RFC 8785 order (their names are fixed ASCII); the
+ * unit tests compare this with canonicalJson of the whole record.
+ */
+function auditBodyAround(r: Omit<AuditBodyFields, 'details'>, details: string): Buffer {
+  const str = canonicalJson;
+  const at = typeof r.at === 'string' ? r.at : r.at.toISOString();
+  return Buffer.from(
+    `{"action":${str(r.action)},"actor_id":${str(r.actorId)},"actor_type":${str(r.actorType)},"at":${str(at)},` +
+      `"details":${details},"org_id":${str(r.orgId)},"resource_id":${str(r.resourceId)},"resource_type":${str(r.resourceType)}}`,
+    'utf8',
+  );
 }
 
 export function chainHash(prevHash: Buffer, seq: bigint, body: Buffer): Buffer {
@@ -113,24 +119,28 @@ export async function appendAuditMany(
   if (!first) return;
   // Microseconds are dropped so the timestamp read back equals the one hashed.
   const when = new Date(Math.floor(at.getTime()));
-  const bodies = entries.map((e) =>
-    canonicalAuditBody({
-      orgId: e.orgId,
-      at: when,
-      actorId: e.actor.id,
-      actorType: e.actor.type,
-      action: e.action,
-      resourceType: e.resourceType,
-      resourceId: e.resourceId,
-      details: e.details,
-    }),
+  // Canonical details text once per record: it is hashed inside the body and stored as is.
+  const detailsTexts = entries.map((e) => canonicalJson(e.details));
+  const bodies = entries.map((e, i) =>
+    auditBodyAround(
+      {
+        orgId: e.orgId,
+        at: when,
+        actorId: e.actor.id,
+        actorType: e.actor.type,
+        action: e.action,
+        resourceType: e.resourceType,
+        resourceId: e.resourceId,
+      },
+      detailsTexts[i] as string,
+    ),
   );
   if (entries.length > LINK_NOW_THRESHOLD && entries.every((e) => e.orgId === first.orgId)) {
     await sql`
       SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
         ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
         ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
-        ${entries.map((e) => e.resourceId)}::text[], ${entries.map((e) => canonicalJson(e.details))}::json[],
+        ${entries.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[],
         ${bodies}::bytea[])
     `.execute(ex);
     return;
@@ -147,7 +157,7 @@ export async function appendAuditMany(
         resource_type: e.resourceType,
         resource_id: e.resourceId,
         // The canonical text, stored as is (json): the verifier hashes it without re-rendering.
-        details: canonicalJson(e.details),
+        details: detailsTexts[i] as string,
         body: bodies[i] ?? Buffer.alloc(0),
       })),
     )

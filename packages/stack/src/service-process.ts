@@ -60,8 +60,8 @@ function nodeArgs(env: NodeJS.ProcessEnv): string[] {
  * here) before it collects in earnest, so an idle-ish service sat on 200-300 MB
  * of garbage. The services' live data is a few tens of MB (bounded batches,
  * streamed exports and verification), so a 96 MB old space and 8 MB
- * semi-spaces keep each under 150 MB resident with no measurable cost in
- * throughput (docs/performance.md). COUNTERSIGN_NODE_HEAP_MB changes the budget.
+ * semi-spaces keep the workers under 150 MB resident, with throughput within
+ * run-to-run noise (docs/performance.md). COUNTERSIGN_NODE_HEAP_MB changes the budget.
  */
 export function heapFlags(heapMb: string | undefined): string[] {
   const mb = heapMb === undefined || heapMb === '' ? DEFAULT_HEAP_MB : Number(heapMb);
