@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
@@ -27,6 +29,14 @@ type Redis = ReturnType<typeof createRedis>;
 export const DASHBOARD_PATH = '/admin/queues';
 export const SESSION_COOKIE = 'countersign_queues_session';
 const DEFAULT_SESSION_TTL_SECONDS = 30 * 60;
+
+/**
+ * Where the board's static assets are. Named here rather than left to
+ * bull-board's own lookup so that the bundle can carry bull-board's code (and
+ * share the bundle's bullmq: loaded from node_modules beside it, a second copy
+ * of bullmq cost the api ~30 MB of memory) while the assets stay on disk.
+ */
+const BOARD_UI_DIR = dirname(createRequire(import.meta.url).resolve('@bull-board/ui/package.json'));
 
 export interface QueueDashboardDeps {
   /** The queues shown on the board (opened by main.ts on its producer connection). */
@@ -230,7 +240,7 @@ export async function queueDashboardRoutes(app: FastifyInstance, db: Db, deps: Q
       createBullBoard({
         queues: deps.queues.map((q) => new BullMQAdapter(q)),
         serverAdapter: adapter,
-        options: { uiConfig: { boardTitle: 'Countersign queues' } },
+        options: { uiBasePath: BOARD_UI_DIR, uiConfig: { boardTitle: 'Countersign queues' } },
       });
       await board.register(adapter.registerPlugin(), { prefix: DASHBOARD_PATH });
     });

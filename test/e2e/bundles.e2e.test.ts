@@ -1,0 +1,95 @@
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
+import { REPO_ROOT, type Stack } from '@countersign/stack';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiCall, startE2eStack } from './e2e-stack.ts';
+
+/**
+ * The services as production runs them: the esbuild bundles
+ * (services/<name>/dist/main.mjs) on plain node, which is what the container
+ * image and the benchmark start. Every other test runs the sources through tsx,
+ * so a dependency that only breaks once bundled (a file looked up next to its
+ * own code, a second copy of a library) would otherwise go unseen until deploy.
+ */
+let stack: Stack & { dataDir: string; cleanup(): Promise<void> };
+
+beforeAll(async () => {
+  execFileSync('pnpm', ['-s', 'build:services'], { stdio: 'pipe' });
+  stack = await startE2eStack({ bundled: true });
+}, 120_000);
+afterAll(async () => stack?.cleanup());
+
+const api = (key: string, method: string, path: string, body?: unknown) =>
+  apiCall(stack.apiUrl, key, method, path, body);
+
+describe('bundled services', () => {
+  it('run every service from its bundle', () => {
+    for (const p of stack.services) {
+      const argv = readFileSync(`/proc/${p.pid()}/cmdline`, 'utf8').split('\0');
+      expect(argv).toContain(join(REPO_ROOT, 'services', p.name, 'dist', 'main.mjs'));
+      expect(argv.join(' ')).not.toContain('tsx');
+    }
+  });
+
+  it('issue a certificate through request, approval by another principal and the issuer', async () => {
+    const demo = stack.demo;
+    if (!demo) throw new Error('no demo org');
+    const { carol, alice } = demo.principals;
+    const cn = `bundle.${demo.domain}`;
+    const { csrPem } = await generateKeyAndCsr({ commonName: cn, dnsNames: [cn] });
+    const req = await api(carol.key, 'POST', '/api/v1/certificates', {
+      profile_id: demo.profiles.production,
+      common_name: cn,
+      csr: csrPem,
+      justification: 'bundled e2e',
+    });
+    expect(req.status).toBe(202);
+    expect((await api(alice.key, 'POST', `/api/v1/approvals/${req.body.approval.id}/approve`, {})).status).toBe(200);
+    let pem = '';
+    for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((r) => setTimeout(r, 50))) {
+      const r = await api(carol.key, 'GET', `/api/v1/certificates/${req.body.certificate.id}/pem`);
+      if (r.status === 200) {
+        pem = r.body as string;
+        break;
+      }
+    }
+    const leaf = new X509Certificate(
+      pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0] ?? '',
+    );
+    expect(leaf.subject).toContain(`CN=${cn}`);
+    const issuerPem = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.[1] ?? '';
+    expect(leaf.verify(new X509Certificate(issuerPem).publicKey)).toBe(true);
+  });
+
+  it('serve the queue dashboard and its static assets from bull-board inside the bundle', async () => {
+    const admin = stack.demo?.principals.admin;
+    if (!admin) throw new Error('no demo admin');
+    const headers = { authorization: `Bearer ${admin.key}` };
+    const page = await fetch(`${stack.apiUrl}/admin/queues`, { headers });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('Countersign queues');
+    const queues = await fetch(`${stack.apiUrl}/admin/queues/api/queues`, { headers });
+    expect(queues.status).toBe(200);
+    const names = ((await queues.json()) as { queues: { name: string }[] }).queues.map((q) => q.name);
+    expect(names).toContain('issuance');
+    const icon = await fetch(`${stack.apiUrl}/admin/queues/static/favicon-32x32.png`, { headers });
+    expect(icon.status).toBe(200);
+    expect(
+      Buffer.from(await icon.arrayBuffer())
+        .subarray(1, 4)
+        .toString(),
+    ).toBe('PNG');
+  });
+
+  it('serve the OpenAPI document and its browsable docs', async () => {
+    const doc = await fetch(`${stack.apiUrl}/openapi.json`);
+    expect(doc.status).toBe(200);
+    expect(((await doc.json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    const docs = await fetch(`${stack.apiUrl}/docs/`);
+    expect(docs.status).toBe(200);
+    expect(await docs.text()).toContain('swagger-ui');
+  });
+});
