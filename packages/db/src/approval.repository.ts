@@ -191,23 +191,56 @@ export async function countPendingByProfile(db: Db): Promise<{ profile_id: strin
   return rows.map((r) => ({ profile_id: r.profile_id, pending: Number(r.pending) }));
 }
 
+/** A request the reaper expired, and whether its job was cancelled with it. */
+export interface ExpiredApproval {
+  readonly id: string;
+  readonly org_id: string;
+  readonly job_id: string;
+  readonly profile_id: string;
+  readonly requested_at: Date;
+  readonly expires_at: Date;
+  readonly decided_at: Date;
+  /** False when the job had already left awaiting_approval (nothing to cancel). */
+  readonly job_cancelled: boolean;
+}
+
 /**
- * Expires up to `limit` pending requests past their deadline in one statement
- * (set-based: the reaper must clear a large backlog quickly). Rows are claimed
- * with SKIP LOCKED so several reapers share the work, and the update is still
- * compare-and-set on `pending`.
+ * Expires up to `limit` pending requests past their deadline, cancels their
+ * jobs ('approval expired') and queues one outbox event each, in one statement:
+ * the reaper must clear a large backlog quickly, and shipping thousands of ids
+ * back and forth for the job and outbox statements cost more than the updates
+ * themselves. Rows are claimed with SKIP LOCKED so several reapers share the
+ * work; every change is still compare-and-set (`pending`, `awaiting_approval`).
  */
-export async function expireBatch(ex: Executor, now: Date, limit: number, decidedBy: string): Promise<ApprovalRow[]> {
-  const { rows } = await sql<ApprovalRow>`
-    UPDATE approval_requests a
-       SET state = 'expired', decided_by = ${decidedBy}, decided_by_type = 'system', decided_at = now(),
-           decision_note = 'approval expired'
-      FROM (SELECT id FROM approval_requests
-             WHERE state = 'pending' AND expires_at <= ${now}
-             ORDER BY expires_at LIMIT ${limit}
-             FOR UPDATE SKIP LOCKED) due
-     WHERE a.id = due.id AND a.state = 'pending'
-     RETURNING a.*
+export async function expireBatch(
+  ex: Executor,
+  now: Date,
+  limit: number,
+  decidedBy: string,
+): Promise<ExpiredApproval[]> {
+  const { rows } = await sql<ExpiredApproval>`
+    WITH due AS (
+      SELECT id FROM approval_requests
+       WHERE state = 'pending' AND expires_at <= ${now}
+       ORDER BY expires_at LIMIT ${limit}
+       FOR UPDATE SKIP LOCKED
+    ), expired AS (
+      UPDATE approval_requests a
+         SET state = 'expired', decided_by = ${decidedBy}, decided_by_type = 'system', decided_at = now(),
+             decision_note = 'approval expired'
+       WHERE a.id = ANY (ARRAY(SELECT id FROM due)) AND a.state = 'pending'
+       RETURNING a.id, a.org_id, a.job_id, a.profile_id, a.requested_at, a.expires_at, a.decided_at
+    ), cancelled AS (
+      UPDATE jobs j
+         SET status = 'cancelled', error = 'approval expired', updated_at = now(), completed_at = now()
+       WHERE j.id = ANY (ARRAY(SELECT job_id FROM expired)) AND j.status = 'awaiting_approval'
+       RETURNING j.id
+    ), mailed AS (
+      INSERT INTO outbox (org_id, topic, payload)
+      SELECT org_id, 'approval.decided', jsonb_build_object('approval_id', id, 'outcome', 'expired') FROM expired
+    )
+    SELECT e.*, c.id IS NOT NULL AS job_cancelled
+      FROM expired e LEFT JOIN cancelled c ON c.id = e.job_id
   `.execute(ex);
   return rows;
 }

@@ -1,4 +1,5 @@
 import { createTestDatabase, seedOrg, type TestDatabase } from '@countersign/testing';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditEntry, appendAudit, appendAuditMany } from './audit-ledger.ts';
 import { verifyAllChains } from './audit-verify.ts';
@@ -9,17 +10,30 @@ beforeAll(async () => {
 });
 afterAll(async () => tdb?.drop());
 
+const entryOf =
+  (orgId: string) =>
+  (i: number): AuditEntry => ({
+    orgId,
+    actor: { id: 'system-reaper', type: 'system' },
+    action: 'approval_expired',
+    resourceType: 'approval',
+    resourceId: `r-${i}`,
+    details: { i, note: 'batch ü', nested: { b: 2, a: [1, 'x'] } },
+  });
+
+/** The org's resource ids in chain order, from `afterSeq` on. */
+async function chainOrder(orgId: string, afterSeq: bigint): Promise<string[]> {
+  const r = await tdb.superuser<{ resource_id: string }>(
+    'SELECT resource_id FROM audit_records WHERE org_id = $1 AND seq > $2 ORDER BY seq',
+    [orgId, afterSeq.toString()],
+  );
+  return r.rows.map((x) => x.resource_id);
+}
+
 describe('batched audit appends', () => {
   it('extend the chain exactly as single appends do, for a large batch and interleaved with singles', async () => {
     const org = await seedOrg(tdb.handle.db);
-    const entry = (i: number): AuditEntry => ({
-      orgId: org.orgId,
-      actor: { id: 'system-reaper', type: 'system' },
-      action: 'approval_expired',
-      resourceType: 'approval',
-      resourceId: `r-${i}`,
-      details: { i, note: 'batch ü', nested: { b: 2, a: [1, 'x'] } },
-    });
+    const entry = entryOf(org.orgId);
     const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
     await tdb.handle.db.transaction().execute(async (tx) => {
       await appendAudit(tx, entry(-1));
@@ -31,8 +45,73 @@ describe('batched audit appends', () => {
     });
     const head = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
     expect(BigInt(head.rows[0]?.seq ?? 0) - BigInt(before.rows[0]?.seq ?? 0)).toBe(3002n);
+    // Staging order is chain order, batch or not.
+    expect(await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0))).toEqual(
+      Array.from({ length: 3002 }, (_, i) => `r-${i - 1}`),
+    );
     const report = await verifyAllChains(tdb.handle, { mode: 'full' });
     expect(report.ok).toBe(true);
     expect(report.failures).toEqual([]);
+  });
+
+  it('link a large batch at COMMIT: the org chain stays open to other writers while the transaction runs', async () => {
+    const org = await seedOrg(tdb.handle.db);
+    const entry = entryOf(org.orgId);
+    const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
+    await tdb.handle.db.transaction().execute(async (tx) => {
+      await appendAuditMany(
+        tx,
+        Array.from({ length: 500 }, (_, i) => entry(i)),
+      );
+      // Another transaction appends to the same org and commits while this one is still open: it would wait on
+      // the chain head (and this test time out) if the batch had locked it.
+      await appendAudit(tdb.handle.db, entry(-1));
+      expect((await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0))).length).toBe(1);
+    });
+    const order = await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0));
+    expect(order).toEqual(['r--1', ...Array.from({ length: 500 }, (_, i) => `r-${i}`)]);
+    expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
+  });
+
+  it('leave nothing staged, in tables that write no WAL, and a rolled-back batch leaves no trace', async () => {
+    const org = await seedOrg(tdb.handle.db);
+    const entry = entryOf(org.orgId);
+    const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
+    await expect(
+      tdb.handle.db.transaction().execute(async (tx) => {
+        await appendAuditMany(
+          tx,
+          Array.from({ length: 100 }, (_, i) => entry(i)),
+        );
+        throw new Error('business change failed');
+      }),
+    ).rejects.toThrow('business change failed');
+    const after = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
+    expect(after.rows[0]?.seq).toBe(before.rows[0]?.seq);
+    const staging = await tdb.superuser<{ relname: string; relpersistence: string; n: string }>(
+      `SELECT relname, relpersistence,
+              (SELECT count(*) FROM audit_staging) + (SELECT count(*) FROM audit_staging_batches) AS n
+         FROM pg_class WHERE relname IN ('audit_staging', 'audit_staging_batches') ORDER BY relname`,
+    );
+    expect(staging.rows.map((r) => [r.relname, r.relpersistence, r.n])).toEqual([
+      ['audit_staging', 'u', '0'],
+      ['audit_staging_batches', 'u', '0'],
+    ]);
+  });
+
+  it('refuse the services a direct call of the append functions: they can only stage', async () => {
+    const org = await seedOrg(tdb.handle.db);
+    await expect(
+      sql`SELECT audit_append_batch(${org.orgId}::uuid, now(), '{}'::text[], '{}'::text[], '{}'::text[],
+            '{}'::text[], '{}'::text[], '{}'::json[], '{}'::bytea[])`.execute(tdb.handle.db),
+    ).rejects.toThrow(/permission denied/);
+    await expect(
+      sql`SELECT audit_append(${org.orgId}::uuid, now(), 'a', 'system', 'x', 'y', 'z', '{}'::json, '\\x00'::bytea)`.execute(
+        tdb.handle.db,
+      ),
+    ).rejects.toThrow(/permission denied/);
+    await expect(sql`SELECT count(*) FROM audit_staging_batches`.execute(tdb.handle.db)).rejects.toThrow(
+      /permission denied/,
+    );
   });
 });

@@ -103,12 +103,13 @@ export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = ne
   await appendAuditMany(ex, [entry], at);
 }
 
-/** Above this many records one statement links them at once (staging would update the head once per record). */
-const LINK_NOW_THRESHOLD = 50;
+/** Above this many records of one org they are staged as one batch (per-record staging updates the head once per record). */
+const BATCH_THRESHOLD = 50;
 
 /**
- * Appends a transaction's records in one round trip when they belong to one
- * org (always, for the workflow), keeping the chain lock no longer than needed.
+ * Stages a transaction's records in one round trip; they join the chain when
+ * the transaction commits, in the order they were staged, so the org's chain
+ * head is locked only for the commit itself (migrations 0006 and 0012).
  */
 export async function appendAuditMany(
   ex: Executor,
@@ -135,13 +136,14 @@ export async function appendAuditMany(
       detailsTexts[i] as string,
     ),
   );
-  if (entries.length > LINK_NOW_THRESHOLD && entries.every((e) => e.orgId === first.orgId)) {
+  if (entries.length > BATCH_THRESHOLD && entries.every((e) => e.orgId === first.orgId)) {
     await sql`
-      SELECT audit_append_batch(${first.orgId}::uuid, ${when}::timestamptz,
+      INSERT INTO audit_staging_batches
+        (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
+      VALUES (${first.orgId}::uuid, ${when}::timestamptz,
         ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
         ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
-        ${entries.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[],
-        ${bodies}::bytea[])
+        ${entries.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
     `.execute(ex);
     return;
   }

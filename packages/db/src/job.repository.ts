@@ -121,16 +121,3 @@ export async function findStaleReleasedJobsPage(
   }
   return query.orderBy('released_at').orderBy('id').limit(q.limit).execute();
 }
-
-/** Cancels the still-waiting jobs among `ids` in one statement; returns the ids it cancelled. */
-export async function cancelJobs(ex: Executor, ids: readonly string[], error: string): Promise<string[]> {
-  if (ids.length === 0) return [];
-  const rows = await ex
-    .updateTable('jobs')
-    .set({ status: 'cancelled', error, updated_at: new Date(), completed_at: new Date() })
-    .where('id', 'in', ids)
-    .where('status', '=', 'awaiting_approval')
-    .returning('id')
-    .execute();
-  return rows.map((r) => r.id);
-}

@@ -38,18 +38,6 @@ export async function addOutbox<T extends OutboxTopic>(
     .execute();
 }
 
-/** Many events in one INSERT (the reaper's batches). */
-export async function addOutboxMany<T extends OutboxTopic>(
-  ex: Executor,
-  events: readonly { orgId: string; topic: T; payload: OutboxEvents[T] }[],
-): Promise<void> {
-  if (events.length === 0) return;
-  await ex
-    .insertInto('outbox')
-    .values(events.map((e) => ({ org_id: e.orgId, topic: e.topic, payload: JSON.stringify(e.payload) })))
-    .execute();
-}
-
 /**
  * Claims up to `limit` of the oldest rows for this transaction. SKIP LOCKED
  * lets any number of relays drain concurrently without publishing a row twice

@@ -187,6 +187,20 @@ export interface AuditStagingTable extends AuditRecordColumns {
   body: Buffer;
 }
 
+/** One staged batch of one org's records, as arrays in chain order; sealed by audit_append_batch at COMMIT. */
+export interface AuditStagingBatchesTable {
+  id: Generated<string>;
+  org_id: string;
+  at: Date;
+  actor_ids: string[];
+  actor_types: string[];
+  actions: string[];
+  resource_types: string[];
+  resource_ids: string[];
+  details: string[];
+  bodies: Buffer[];
+}
+
 export interface Database {
   orgs: OrgsTable;
   principals: PrincipalsTable;
@@ -203,6 +217,7 @@ export interface Database {
   audit_heads: AuditHeadsTable;
   audit_records: AuditRecordsTable;
   audit_staging: AuditStagingTable;
+  audit_staging_batches: AuditStagingBatchesTable;
 }
 
 export type ProfileRow = Selectable<ProfilesTable>;

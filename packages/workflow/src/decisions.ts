@@ -2,7 +2,6 @@ import {
   type ApprovalRow,
   type AuditEntry,
   addOutbox,
-  addOutboxMany,
   appendAuditMany,
   approvals,
   type Db,
@@ -192,30 +191,15 @@ export async function voidRequest(db: Db, p: Principal, approvalId: string, reas
 
 /**
  * Expires up to `limit` requests past their deadline, as `system-reaper`, in
- * a few set-based statements: the requests, their jobs (cancelled with
- * 'approval expired'), one outbox event and one audit record per request.
+ * two set-based statements: the requests with their jobs (cancelled with
+ * 'approval expired') and one outbox event each, then one audit record per
+ * request.
  * Safe to run late, twice or on several reapers at once: rows are claimed with
  * SKIP LOCKED and each change is compare-and-set.
  */
-export async function expireDue(db: Db, now: Date, limit: number): Promise<ApprovalRow[]> {
+export async function expireDue(db: Db, now: Date, limit: number): Promise<approvals.ExpiredApproval[]> {
   return db.transaction().execute(async (tx) => {
     const expired = await approvals.expireBatch(tx, now, limit, SYSTEM_ACTORS.reaper.id);
-    if (expired.length === 0) return [];
-    const cancelled = new Set(
-      await jobs.cancelJobs(
-        tx,
-        expired.map((a) => a.job_id),
-        'approval expired',
-      ),
-    );
-    await addOutboxMany(
-      tx,
-      expired.map((a) => ({
-        orgId: a.org_id,
-        topic: 'approval.decided' as const,
-        payload: { approval_id: a.id, outcome: 'expired' },
-      })),
-    );
     const byOrg = new Map<string, AuditEntry[]>();
     for (const a of expired) {
       const entries = byOrg.get(a.org_id) ?? [];
@@ -228,10 +212,10 @@ export async function expireDue(db: Db, now: Date, limit: number): Promise<Appro
         details: {
           state: 'expired',
           job_id: a.job_id,
-          job_status: cancelled.has(a.job_id) ? 'cancelled' : null,
+          job_status: a.job_cancelled ? 'cancelled' : null,
           error: 'approval expired',
           expires_at: a.expires_at.toISOString(),
-          decided_at: a.decided_at?.toISOString() ?? null,
+          decided_at: a.decided_at.toISOString(),
         },
       });
       byOrg.set(a.org_id, entries);
