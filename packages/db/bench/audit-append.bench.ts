@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { appendAudit } from '../src/audit-ledger.ts';
+import { appendAuditMany } from '../src/audit-ledger.ts';
 import { verifyAuditChain } from '../src/audit-verify.ts';
 import { createDatabase, type Executor } from '../src/database.ts';
 import { addOutbox } from '../src/outbox.ts';
@@ -13,7 +13,7 @@ import { benchDatabase, sampleDetails } from './bench-db.ts';
  * one org (the worst case: appends to one chain serialize on its head row
  * until commit) and spread over several orgs.
  *
- *   pnpm exec tsx packages/db/bench/audit-append.bench.ts [--concurrency 32] [--transactions 4000] [--orgs 4]
+ *   pnpm exec tsx packages/db/bench/audit-append.bench.ts [--concurrency 32] [--transactions 4000] [--orgs 4] [--records 1]
  *
  * Uses COUNTERSIGN_BENCH_DATABASE_URL (superuser) or starts a local
  * PostgreSQL with default durability (fsync and synchronous_commit on).
@@ -23,11 +23,14 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     transactions: { type: 'string', default: '4000' },
     orgs: { type: 'string', default: '4' },
+    // A lifecycle's transactions write one to three records each.
+    records: { type: 'string', default: '1' },
   },
 });
 const concurrency = Number(values.concurrency);
 const total = Number(values.transactions);
 const orgCount = Number(values.orgs);
+const recordsPerTx = Number(values.records);
 const log = (m: string) => process.stdout.write(`${m}\n`);
 
 const bdb = await benchDatabase('countersign_bench_append');
@@ -66,16 +69,16 @@ async function run(label: string, orgs: string[], withAudit: boolean): Promise<n
           await business(tx, orgId);
           if (withAudit) {
             const at = new Date();
-            await appendAudit(
+            await appendAuditMany(
               tx,
-              {
+              Array.from({ length: recordsPerTx }, () => ({
                 orgId,
-                actor: { id: 'system-bench', type: 'system' },
+                actor: { id: 'system-bench', type: 'system' } as const,
                 action: 'job_released',
                 resourceType: 'job',
                 resourceId: randomUUID(),
                 details: sampleDetails(i, at),
-              },
+              })),
               at,
             );
           }
@@ -95,7 +98,7 @@ async function run(label: string, orgs: string[], withAudit: boolean): Promise<n
 // Orgs without a chain conflict: the business rows are per org, like the real ones.
 const one = [await newOrg()];
 const several = await Promise.all(Array.from({ length: orgCount }, () => newOrg()));
-log(`${total} transactions from ${concurrency} concurrent clients:`);
+log(`${total} transactions of ${recordsPerTx} audit record(s) from ${concurrency} concurrent clients:`);
 await run('warm-up', one, true);
 const plainOne = await run('one org, without audit append', one, false);
 const auditOne = await run('one org, with audit append', one, true);

@@ -1,8 +1,9 @@
 import { createTestDatabase, seedOrg, type TestDatabase } from '@countersign/testing';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuditEntry, appendAudit, appendAuditMany } from './audit-ledger.ts';
+import { type AuditEntry, appendAudit, appendAuditMany, canonicalAuditBody } from './audit-ledger.ts';
 import { verifyAllChains } from './audit-verify.ts';
+import { canonicalJson } from './canonical-json.ts';
 
 let tdb: TestDatabase;
 beforeAll(async () => {
@@ -97,6 +98,46 @@ describe('batched audit appends', () => {
       ['audit_staging', 'u', '0'],
       ['audit_staging_batches', 'u', '0'],
     ]);
+  });
+
+  it('stage a call that spans orgs as one batch per org, each chain in the order of the call', async () => {
+    const a = await seedOrg(tdb.handle.db);
+    const b = await seedOrg(tdb.handle.db);
+    const seqOf = async (orgId: string) =>
+      BigInt(
+        (await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [orgId])).rows[0]?.seq ??
+          0,
+      );
+    const [beforeA, beforeB] = [await seqOf(a.orgId), await seqOf(b.orgId)];
+    const [ea, eb] = [entryOf(a.orgId), entryOf(b.orgId)];
+    await tdb.handle.db.transaction().execute(async (tx) => {
+      await appendAuditMany(tx, [ea(1), eb(1), ea(2), eb(2), ea(3)]);
+    });
+    expect(await chainOrder(a.orgId, beforeA)).toEqual(['r-1', 'r-2', 'r-3']);
+    expect(await chainOrder(b.orgId, beforeB)).toEqual(['r-1', 'r-2']);
+    expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
+  });
+
+  it('still seal records staged one per row, as services of the previous release do during an upgrade', async () => {
+    const org = await seedOrg(tdb.handle.db);
+    const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
+    const at = new Date(Math.floor(Date.now()));
+    const details = canonicalJson({ note: 'from the previous release' });
+    const body = canonicalAuditBody({
+      orgId: org.orgId,
+      at,
+      actorId: 'system-reaper',
+      actorType: 'system',
+      action: 'approval_expired',
+      resourceType: 'approval',
+      resourceId: 'r-old',
+      details: { note: 'from the previous release' },
+    });
+    await sql`INSERT INTO audit_staging (org_id, at, actor_id, actor_type, action, resource_type, resource_id, details, body)
+              VALUES (${org.orgId}::uuid, ${at}, 'system-reaper', 'system', 'approval_expired', 'approval', 'r-old',
+                      ${details}::json, ${body})`.execute(tdb.handle.db);
+    expect(await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0))).toEqual(['r-old']);
+    expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
   });
 
   it('refuse the services a direct call of the append functions: they can only stage', async () => {

@@ -103,65 +103,51 @@ export async function appendAudit(ex: Executor, entry: AuditEntry, at: Date = ne
   await appendAuditMany(ex, [entry], at);
 }
 
-/** Above this many records of one org they are staged as one batch (per-record staging updates the head once per record). */
-const BATCH_THRESHOLD = 50;
-
 /**
- * Stages a transaction's records in one round trip; they join the chain when
- * the transaction commits, in the order they were staged, so the org's chain
- * head is locked only for the commit itself (migrations 0006 and 0012).
+ * Stages a transaction's records, one row of arrays per org; they join the
+ * chain when the transaction commits, in the order they were staged, each
+ * org's batch under one lock and one update of its chain head, so the head is
+ * held only for the commit itself (migrations 0006 and 0012).
  */
 export async function appendAuditMany(
   ex: Executor,
   entries: readonly AuditEntry[],
   at: Date = new Date(),
 ): Promise<void> {
-  const first = entries[0];
-  if (!first) return;
+  if (entries.length === 0) return;
   // Microseconds are dropped so the timestamp read back equals the one hashed.
   const when = new Date(Math.floor(at.getTime()));
-  // Canonical details text once per record: it is hashed inside the body and stored as is.
-  const detailsTexts = entries.map((e) => canonicalJson(e.details));
-  const bodies = entries.map((e, i) =>
-    auditBodyAround(
-      {
-        orgId: e.orgId,
-        at: when,
-        actorId: e.actor.id,
-        actorType: e.actor.type,
-        action: e.action,
-        resourceType: e.resourceType,
-        resourceId: e.resourceId,
-      },
-      detailsTexts[i] as string,
-    ),
-  );
-  if (entries.length > BATCH_THRESHOLD && entries.every((e) => e.orgId === first.orgId)) {
+  const byOrg = new Map<string, AuditEntry[]>();
+  for (const e of entries) {
+    const mine = byOrg.get(e.orgId);
+    if (mine) mine.push(e);
+    else byOrg.set(e.orgId, [e]);
+  }
+  for (const [orgId, batch] of byOrg) {
+    // Canonical details text once per record: it is hashed inside the body and stored as is (json), so the
+    // verifier hashes it without re-rendering.
+    const detailsTexts = batch.map((e) => canonicalJson(e.details));
+    const bodies = batch.map((e, i) =>
+      auditBodyAround(
+        {
+          orgId,
+          at: when,
+          actorId: e.actor.id,
+          actorType: e.actor.type,
+          action: e.action,
+          resourceType: e.resourceType,
+          resourceId: e.resourceId,
+        },
+        detailsTexts[i] as string,
+      ),
+    );
     await sql`
       INSERT INTO audit_staging_batches
         (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
-      VALUES (${first.orgId}::uuid, ${when}::timestamptz,
-        ${entries.map((e) => e.actor.id)}::text[], ${entries.map((e) => e.actor.type)}::text[],
-        ${entries.map((e) => e.action)}::text[], ${entries.map((e) => e.resourceType)}::text[],
-        ${entries.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
+      VALUES (${orgId}::uuid, ${when}::timestamptz,
+        ${batch.map((e) => e.actor.id)}::text[], ${batch.map((e) => e.actor.type)}::text[],
+        ${batch.map((e) => e.action)}::text[], ${batch.map((e) => e.resourceType)}::text[],
+        ${batch.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
     `.execute(ex);
-    return;
   }
-  await ex
-    .insertInto('audit_staging')
-    .values(
-      entries.map((e, i) => ({
-        org_id: e.orgId,
-        at: when,
-        actor_id: e.actor.id,
-        actor_type: e.actor.type,
-        action: e.action,
-        resource_type: e.resourceType,
-        resource_id: e.resourceId,
-        // The canonical text, stored as is (json): the verifier hashes it without re-rendering.
-        details: detailsTexts[i] as string,
-        body: bodies[i] ?? Buffer.alloc(0),
-      })),
-    )
-    .execute();
 }

@@ -180,14 +180,7 @@ export interface AuditRecordsTable extends AuditRecordColumns {
   hash: Buffer;
 }
 
-/** Records staged in a transaction, linked into the chain at COMMIT (migration 0006). */
-export interface AuditStagingTable extends AuditRecordColumns {
-  id: Generated<string>;
-  /** The canonical body, computed by the service, hashed by the sealing trigger. */
-  body: Buffer;
-}
-
-/** One staged batch of one org's records, as arrays in chain order; sealed by audit_append_batch at COMMIT. */
+/** One org's records staged in a transaction, as arrays in chain order; sealed by audit_append_batch at COMMIT. */
 export interface AuditStagingBatchesTable {
   id: Generated<string>;
   org_id: string;
@@ -216,7 +209,6 @@ export interface Database {
   outbox: OutboxTable;
   audit_heads: AuditHeadsTable;
   audit_records: AuditRecordsTable;
-  audit_staging: AuditStagingTable;
   audit_staging_batches: AuditStagingBatchesTable;
 }
 

@@ -1,25 +1,34 @@
 import { type Kysely, sql } from 'kysely';
 
 /**
- * Large audit batches are linked at COMMIT too, and staging writes no WAL.
+ * Audit records are staged as one row of arrays per org and call, and sealed
+ * by audit_append_batch at COMMIT; staging writes no WAL.
  *
- * Since 0006 a transaction stages its audit records and a deferred trigger
- * links them into the chain at COMMIT, so the org's chain head is locked only
- * for the commit itself. Batches above 50 records (the reaper's expiries) still
- * called audit_append_batch in the middle of the transaction and held the head
- * from there until the client's COMMIT arrived: with expiry runs overlapping,
- * the reaper's backends spent as much time waiting on that lock as working
- * (pg_stat_activity sampling during a 100,000-request reap). A batch is now
- * staged as one row of arrays in audit_staging_batches and sealed by
- * audit_append_batch at COMMIT, like single records.
+ * Since 0006 a transaction staged its audit records one row each, and a
+ * deferred trigger linked each at COMMIT with audit_append: two updates of the
+ * org's chain head per record, under the head's lock. Batches above 50
+ * records (the reaper's expiries) instead called audit_append_batch in the
+ * middle of the transaction and held the head from there until the client's
+ * COMMIT arrived: with expiry runs overlapping, the reaper's backends spent as
+ * much time waiting on that lock as working (pg_stat_activity sampling during
+ * a 100,000-request reap). Now every append stages one row per org in
+ * audit_staging_batches, and a deferred trigger seals it with
+ * audit_append_batch: one lock and one head update per batch, held only for
+ * the commit. Measured with audit-append.bench.ts (32 clients, one org, three
+ * records per transaction): 463 -> 655-736 transactions/s (two runs; one record
+ * per transaction: 742-758 -> 839).
  *
- * Staged rows never outlive their transaction (the seal deletes them), so both
+ * Staged rows never outlive their transaction (the seal deletes them), so the
  * staging tables are UNLOGGED: a crash aborts the transaction anyway, and the
- * records that do commit are written to audit_records, which is logged. That
- * takes two WAL records off every audit record written.
+ * records that do commit are written to audit_records, which is logged.
  *
- * The services can only stage: they lose EXECUTE on the append functions,
- * which run only inside the owner's sealing triggers.
+ * audit_staging, the per-record staging table, stays (unlogged, still sealed)
+ * for one release: services of the previous release write to it while a
+ * rolling upgrade replaces them. The services lose EXECUTE on the append
+ * functions, which run only inside the owner's sealing triggers; during the
+ * roll, a reaper of the previous release fails expiry runs of more than 50
+ * requests with "permission denied" (the transaction rolls back, nothing is
+ * lost, and the new reaper expires them).
  *
  * Also dropped: UNIQUE (id, org_id) on approval_requests, which no foreign key
  * references (id is the primary key): one index fewer to write on every
