@@ -13,6 +13,8 @@ import { apiCall, startE2eStack } from './e2e-stack.ts';
  * image and the benchmark start. Every other test runs the sources through tsx,
  * so a dependency that only breaks once bundled (a file looked up next to its
  * own code, a second copy of a library) would otherwise go unseen until deploy.
+ * The bundles are rebuilt in place (services/<name>/dist), as `pnpm bench`
+ * does: not to be run beside a benchmark or a bundled stack.
  */
 let stack: Stack & { dataDir: string; cleanup(): Promise<void> };
 
@@ -62,6 +64,17 @@ describe('bundled services', () => {
     expect(leaf.subject).toContain(`CN=${cn}`);
     const issuerPem = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.[1] ?? '';
     expect(leaf.verify(new X509Certificate(issuerPem).publicKey)).toBe(true);
+  });
+
+  it('carry bull-board inside the api bundle, sharing its bullmq (no import of it from node_modules)', () => {
+    const bundle = readFileSync(join(REPO_ROOT, 'services', 'api', 'dist', 'main.mjs'), 'utf8');
+    // What an external package looks like in an ES module bundle: an import, or a require through the banner's.
+    const loads = (pkg: string) => new RegExp(`(from\\s*|require\\(\\s*|import\\(\\s*)["']${pkg}(/[^"']*)?["']`);
+    // The check sees an external package when there is one: Swagger UI stays outside (it serves files beside its code).
+    expect(bundle).toMatch(loads('@fastify/swagger-ui'));
+    expect(bundle).not.toMatch(loads('@bull-board/(api|fastify)'));
+    expect(bundle).not.toMatch(loads('bullmq'));
+    expect(bundle).toContain('createBullBoard');
   });
 
   it('serve the queue dashboard and its static assets from bull-board inside the bundle', async () => {

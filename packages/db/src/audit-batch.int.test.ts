@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AuditEntry, appendAudit, appendAuditMany, canonicalAuditBody } from './audit-ledger.ts';
 import { verifyAllChains } from './audit-verify.ts';
 import { canonicalJson } from './canonical-json.ts';
+import type { Executor } from './database.ts';
 
 let tdb: TestDatabase;
 beforeAll(async () => {
@@ -32,7 +33,7 @@ async function chainOrder(orgId: string, afterSeq: bigint): Promise<string[]> {
 }
 
 describe('batched audit appends', () => {
-  it('extend the chain exactly as single appends do, for a large batch and interleaved with singles', async () => {
+  it('extend the chain exactly as single appends do, for a large batch between single records', async () => {
     const org = await seedOrg(tdb.handle.db);
     const entry = entryOf(org.orgId);
     const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
@@ -74,21 +75,17 @@ describe('batched audit appends', () => {
     expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
   });
 
-  it('leave nothing staged, in tables that write no WAL, and a rolled-back batch leaves no trace', async () => {
+  it('leave nothing staged after COMMIT, in staging tables that write no WAL', async () => {
     const org = await seedOrg(tdb.handle.db);
     const entry = entryOf(org.orgId);
-    const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
-    await expect(
-      tdb.handle.db.transaction().execute(async (tx) => {
-        await appendAuditMany(
-          tx,
-          Array.from({ length: 100 }, (_, i) => entry(i)),
-        );
-        throw new Error('business change failed');
-      }),
-    ).rejects.toThrow('business change failed');
-    const after = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
-    expect(after.rows[0]?.seq).toBe(before.rows[0]?.seq);
+    await tdb.handle.db.transaction().execute(async (tx) => {
+      await appendAuditMany(
+        tx,
+        Array.from({ length: 100 }, (_, i) => entry(i)),
+      );
+      await appendAudit(tx, entry(100));
+    });
+    // The seal deletes what it linked: a staged row left behind would be visible here once committed.
     const staging = await tdb.superuser<{ relname: string; relpersistence: string; n: string }>(
       `SELECT relname, relpersistence,
               (SELECT count(*) FROM audit_staging) + (SELECT count(*) FROM audit_staging_batches) AS n
@@ -118,25 +115,34 @@ describe('batched audit appends', () => {
     expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
   });
 
-  it('still seal records staged one per row, as services of the previous release do during an upgrade', async () => {
+  it('still seal records staged one per row, as services of the previous release do, in staging order with batches', async () => {
     const org = await seedOrg(tdb.handle.db);
     const before = await tdb.superuser<{ seq: string }>('SELECT seq FROM audit_heads WHERE org_id = $1', [org.orgId]);
     const at = new Date(Math.floor(Date.now()));
-    const details = canonicalJson({ note: 'from the previous release' });
-    const body = canonicalAuditBody({
-      orgId: org.orgId,
-      at,
-      actorId: 'system-reaper',
-      actorType: 'system',
-      action: 'approval_expired',
-      resourceType: 'approval',
-      resourceId: 'r-old',
-      details: { note: 'from the previous release' },
+    /** One record the way the previous release staged it: a row of audit_staging. */
+    const stageOldStyle = async (ex: Executor, resourceId: string) => {
+      const details = { note: 'from the previous release' };
+      const body = canonicalAuditBody({
+        orgId: org.orgId,
+        at,
+        actorId: 'system-reaper',
+        actorType: 'system',
+        action: 'approval_expired',
+        resourceType: 'approval',
+        resourceId,
+        details,
+      });
+      await sql`INSERT INTO audit_staging (org_id, at, actor_id, actor_type, action, resource_type, resource_id, details, body)
+                VALUES (${org.orgId}::uuid, ${at}, 'system-reaper', 'system', 'approval_expired', 'approval',
+                        ${resourceId}, ${canonicalJson(details)}::json, ${body})`.execute(ex);
+    };
+    const entry = entryOf(org.orgId);
+    await tdb.handle.db.transaction().execute(async (tx) => {
+      await stageOldStyle(tx, 'old-1');
+      await appendAuditMany(tx, [entry(1), entry(2)]);
+      await stageOldStyle(tx, 'old-2');
     });
-    await sql`INSERT INTO audit_staging (org_id, at, actor_id, actor_type, action, resource_type, resource_id, details, body)
-              VALUES (${org.orgId}::uuid, ${at}, 'system-reaper', 'system', 'approval_expired', 'approval', 'r-old',
-                      ${details}::json, ${body})`.execute(tdb.handle.db);
-    expect(await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0))).toEqual(['r-old']);
+    expect(await chainOrder(org.orgId, BigInt(before.rows[0]?.seq ?? 0))).toEqual(['old-1', 'r-1', 'r-2', 'old-2']);
     expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
   });
 

@@ -123,7 +123,8 @@ export async function appendAuditMany(
     if (mine) mine.push(e);
     else byOrg.set(e.orgId, [e]);
   }
-  for (const [orgId, batch] of byOrg) {
+  // Orgs in a fixed order: heads are locked at COMMIT in staging order, so two such calls never deadlock.
+  for (const [orgId, batch] of [...byOrg].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     // Canonical details text once per record: it is hashed inside the body and stored as is (json), so the
     // verifier hashes it without re-rendering.
     const detailsTexts = batch.map((e) => canonicalJson(e.details));

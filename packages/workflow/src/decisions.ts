@@ -220,7 +220,9 @@ export async function expireDue(db: Db, now: Date, limit: number): Promise<appro
       });
       byOrg.set(a.org_id, entries);
     }
-    for (const entries of byOrg.values()) await appendAuditMany(tx, entries);
+    // Orgs in a fixed order: each org's chain head is locked at COMMIT in staging order, so two reapers never
+    // take two heads in opposite orders.
+    for (const orgId of [...byOrg.keys()].sort()) await appendAuditMany(tx, byOrg.get(orgId) ?? []);
     return expired;
   });
 }

@@ -26,9 +26,13 @@ import { type Kysely, sql } from 'kysely';
  * for one release: services of the previous release write to it while a
  * rolling upgrade replaces them. The services lose EXECUTE on the append
  * functions, which run only inside the owner's sealing triggers; during the
- * roll, a reaper of the previous release fails expiry runs of more than 50
- * requests with "permission denied" (the transaction rolls back, nothing is
- * lost, and the new reaper expires them).
+ * roll, a reaper of the previous release fails an expiry batch holding more
+ * than 50 requests of one org with "permission denied" (the transaction rolls
+ * back, nothing is lost, and the new reaper expires them).
+ *
+ * SET UNLOGGED and DROP CONSTRAINT lock their tables exclusively: with a
+ * lock_timeout the migration fails (and is simply run again) rather than
+ * queue every request and decision behind a long transaction.
  *
  * Also dropped: UNIQUE (id, org_id) on approval_requests, which no foreign key
  * references (id is the primary key): one index fewer to write on every
@@ -36,6 +40,7 @@ import { type Kysely, sql } from 'kysely';
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE audit_staging SET UNLOGGED;
 
 CREATE UNLOGGED TABLE audit_staging_batches (

@@ -35,8 +35,9 @@ const DEFAULT_SESSION_TTL_SECONDS = 30 * 60;
  * bull-board's own lookup so that the bundle can carry bull-board's code (and
  * share the bundle's bullmq: loaded from node_modules beside it, a second copy
  * of bullmq cost the api ~30 MB of memory) while the assets stay on disk.
+ * Looked up only when the dashboard is mounted: the api runs without it.
  */
-const BOARD_UI_DIR = dirname(createRequire(import.meta.url).resolve('@bull-board/ui/package.json'));
+const boardUiDir = () => dirname(createRequire(import.meta.url).resolve('@bull-board/ui/package.json'));
 
 export interface QueueDashboardDeps {
   /** The queues shown on the board (opened by main.ts on its producer connection). */
@@ -240,7 +241,7 @@ export async function queueDashboardRoutes(app: FastifyInstance, db: Db, deps: Q
       createBullBoard({
         queues: deps.queues.map((q) => new BullMQAdapter(q)),
         serverAdapter: adapter,
-        options: { uiBasePath: BOARD_UI_DIR, uiConfig: { boardTitle: 'Countersign queues' } },
+        options: { uiBasePath: boardUiDir(), uiConfig: { boardTitle: 'Countersign queues' } },
       });
       await board.register(adapter.registerPlugin(), { prefix: DASHBOARD_PATH });
     });
