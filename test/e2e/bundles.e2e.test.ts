@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import { REPO_ROOT, type Stack } from '@countersign/stack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiCall, startE2eStack } from './e2e-stack.ts';
+import { apiCall, startE2eStack, waitForPem } from './e2e-stack.ts';
 
 /**
  * The services as production runs them: the esbuild bundles
@@ -50,14 +50,7 @@ describe('bundled services', () => {
     });
     expect(req.status).toBe(202);
     expect((await api(alice.key, 'POST', `/api/v1/approvals/${req.body.approval.id}/approve`, {})).status).toBe(200);
-    let pem = '';
-    for (const started = Date.now(); Date.now() - started < 10_000; await new Promise((r) => setTimeout(r, 50))) {
-      const r = await api(carol.key, 'GET', `/api/v1/certificates/${req.body.certificate.id}/pem`);
-      if (r.status === 200) {
-        pem = r.body as string;
-        break;
-      }
-    }
+    const { pem } = await waitForPem(stack.apiUrl, carol.key, req.body.certificate.id, Date.now());
     const leaf = new X509Certificate(
       pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0] ?? '',
     );

@@ -46,3 +46,13 @@ export async function apiCall(baseUrl: string, key: string, method: string, path
   const parsed: any = res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text;
   return { status: res.status, body: parsed };
 }
+
+/** Polls the PEM endpoint; returns the PEM and how long after `since` it appeared. */
+export async function waitForPem(baseUrl: string, key: string, certId: string, since: number, timeoutMs = 10_000) {
+  for (;;) {
+    const r = await apiCall(baseUrl, key, 'GET', `/api/v1/certificates/${certId}/pem`);
+    if (r.status === 200) return { pem: r.body as string, ms: Date.now() - since };
+    if (Date.now() - since > timeoutMs) throw new Error(`no PEM after ${timeoutMs} ms: ${JSON.stringify(r.body)}`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}

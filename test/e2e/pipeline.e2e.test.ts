@@ -6,7 +6,7 @@ import { createRedis, enqueue, openQueue } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiCall, startE2eStack } from './e2e-stack.ts';
+import { apiCall, startE2eStack, waitForPem } from './e2e-stack.ts';
 
 /**
  * The gated issuance pipeline end to end, with api, approval, issuer, notifier
@@ -21,16 +21,6 @@ afterAll(async () => stack?.cleanup());
 
 const api = (key: string, method: string, path: string, body?: unknown) =>
   apiCall(stack.apiUrl, key, method, path, body);
-
-/** Polls the PEM endpoint; returns the PEM and how long after `since` it appeared. */
-async function waitForPem(key: string, certId: string, since: number, timeoutMs = 10_000) {
-  for (;;) {
-    const r = await api(key, 'GET', `/api/v1/certificates/${certId}/pem`);
-    if (r.status === 200) return { pem: r.body as string, ms: Date.now() - since };
-    if (Date.now() - since > timeoutMs) throw new Error(`no PEM after ${timeoutMs} ms: ${JSON.stringify(r.body)}`);
-    await new Promise((res) => setTimeout(res, 25));
-  }
-}
 
 async function verifyWithOpenssl(pem: string, name: string) {
   const leafFile = join(stack.dataDir, `${name}.pem`);
@@ -74,7 +64,7 @@ describe('end to end with five service processes', () => {
     const approvedAt = Date.now();
     const ok = await api(alice.key, 'POST', `/api/v1/approvals/${req.body.approval.id}/approve`, { note: 'e2e ok' });
     expect(ok.status).toBe(200);
-    const { pem, ms } = await waitForPem(carol.key, req.body.certificate.id, approvedAt);
+    const { pem, ms } = await waitForPem(stack.apiUrl, carol.key, req.body.certificate.id, approvedAt);
     expect(ms).toBeLessThan(2_000);
     await verifyWithOpenssl(pem, 'http');
     const job = await api(carol.key, 'GET', `/api/v1/jobs/${req.body.job.id}`);
@@ -110,7 +100,7 @@ describe('end to end with five service processes', () => {
       const approvedAt = Date.now();
       const ok = await api(bob.key, 'POST', `/api/v1/approvals/${result.approval_id}/approve`, {});
       expect(ok.status).toBe(200);
-      const { pem, ms } = await waitForPem(carol.key, result.certificate_id, approvedAt);
+      const { pem, ms } = await waitForPem(stack.apiUrl, carol.key, result.certificate_id, approvedAt);
       expect(ms).toBeLessThan(2_000);
       await verifyWithOpenssl(pem, 'queue');
 

@@ -200,29 +200,27 @@ export async function voidRequest(db: Db, p: Principal, approvalId: string, reas
 export async function expireDue(db: Db, now: Date, limit: number): Promise<approvals.ExpiredApproval[]> {
   return db.transaction().execute(async (tx) => {
     const expired = await approvals.expireBatch(tx, now, limit, SYSTEM_ACTORS.reaper.id);
-    const byOrg = new Map<string, AuditEntry[]>();
-    for (const a of expired) {
-      const entries = byOrg.get(a.org_id) ?? [];
-      entries.push({
-        orgId: a.org_id,
-        actor: SYSTEM_ACTORS.reaper,
-        action: 'approval_expired',
-        resourceType: 'approval',
-        resourceId: a.id,
-        details: {
-          state: 'expired',
-          job_id: a.job_id,
-          job_status: a.job_cancelled ? 'cancelled' : null,
-          error: 'approval expired',
-          expires_at: a.expires_at.toISOString(),
-          decided_at: a.decided_at.toISOString(),
-        },
-      });
-      byOrg.set(a.org_id, entries);
-    }
-    // Orgs in a fixed order: each org's chain head is locked at COMMIT in staging order, so two reapers never
-    // take two heads in opposite orders.
-    for (const orgId of [...byOrg.keys()].sort()) await appendAuditMany(tx, byOrg.get(orgId) ?? []);
+    // One record per request; appendAuditMany stages them per org, orgs in a fixed order.
+    await appendAuditMany(
+      tx,
+      expired.map(
+        (a): AuditEntry => ({
+          orgId: a.org_id,
+          actor: SYSTEM_ACTORS.reaper,
+          action: 'approval_expired',
+          resourceType: 'approval',
+          resourceId: a.id,
+          details: {
+            state: 'expired',
+            job_id: a.job_id,
+            job_status: a.job_cancelled ? 'cancelled' : null,
+            error: 'approval expired',
+            expires_at: a.expires_at.toISOString(),
+            decided_at: a.decided_at.toISOString(),
+          },
+        }),
+      ),
+    );
     return expired;
   });
 }
