@@ -45,13 +45,25 @@ export async function listPrincipals(ex: Executor, orgId: string) {
     .execute();
 }
 
-export async function findOrgAdmins(ex: Executor, orgId: string) {
+/**
+ * Who may decide a request for this profile, as assertMayDecide rules: every
+ * enabled admin of the org, and the enabled operators listed on the profile.
+ */
+export async function findEligibleApprovers(ex: Executor, orgId: string, profileId: string) {
   return ex
     .selectFrom('principals')
     .selectAll()
     .where('org_id', '=', orgId)
-    .where('role', '=', 'admin')
     .where('disabled_at', 'is', null)
+    .where((eb) =>
+      eb.or([
+        eb('role', '=', 'admin'),
+        eb.and([
+          eb('role', '=', 'operator'),
+          eb('id', 'in', eb.selectFrom('profile_approvers').select('principal_id').where('profile_id', '=', profileId)),
+        ]),
+      ]),
+    )
     .execute();
 }
 

@@ -52,34 +52,75 @@ export interface NewDelivery {
   readonly skipReason?: string | null;
 }
 
+const byRecipient = (a: { recipient: string }, b: { recipient: string }): number =>
+  a.recipient < b.recipient ? -1 : a.recipient > b.recipient ? 1 : 0;
+
+/** Claims taken while recording: the first `max` sendable deliveries, in recipient order. */
+export interface ClaimOnRecord {
+  /** One SMTP transaction's lease; the k-th claimed delivery is held for k leases, as they are sent in turn. */
+  readonly leaseMs: number;
+  readonly max: number;
+}
+
+export interface RecordedDeliveries {
+  /** Every delivery of the event, in recipient order. */
+  readonly rows: DeliveryRow[];
+  /** Those this call inserted. */
+  readonly inserted: DeliveryRow[];
+  /** Ids of the deliveries this call inserted already claimed for the caller. */
+  readonly claimed: ReadonlySet<string>;
+}
+
 /**
  * Records the deliveries of one event; rows that already exist (a re-delivered
- * message, another replica) are kept as they are. Returns every row of the
- * event, and which of them this call inserted.
+ * message, another replica) are kept as they are. With `claim`, new pending
+ * rows are inserted already claimed, so the usual case (a fresh event) is one
+ * statement. Rows that existed before are never claimed here: the caller
+ * claims them one by one, as their previous holder may still be sending.
  */
 export async function recordDeliveries(
   ex: Executor,
   rows: readonly NewDelivery[],
-): Promise<{ rows: DeliveryRow[]; inserted: DeliveryRow[] }> {
+  claim?: ClaimOnRecord,
+): Promise<RecordedDeliveries> {
   const first = rows[0];
-  if (!first) return { rows: [], inserted: [] };
-  const inserted = await q(ex)
-    .insertInto('notification_deliveries')
-    .values(
-      rows.map((r) => ({
-        org_id: r.orgId,
-        event_key: r.eventKey,
-        kind: r.kind,
-        recipient: r.recipient,
-        subject: r.subject,
-        status: r.skipReason ? 'skipped' : 'pending',
-        last_error: r.skipReason ?? null,
-      })),
+  if (!first) return { rows: [], inserted: [], claimed: new Set() };
+  const ordered = [...rows].sort(byRecipient);
+  let claims = 0;
+  const claimSecs = ordered.map((r) =>
+    claim && !r.skipReason && claims < claim.max ? (++claims * claim.leaseMs) / 1000 : null,
+  );
+  // The final SELECT reads the statement's snapshot: the rows that existed before it, never the ones the
+  // INSERT adds (those come from RETURNING), so each row appears once.
+  const { rows: found } = await sql<DeliveryRow & { inserted: boolean }>`
+    WITH input AS (
+      SELECT * FROM unnest(${ordered.map((r) => r.recipient)}::text[], ${ordered.map((r) => r.skipReason ?? null)}::text[],
+                           ${claimSecs}::float8[]) AS t(recipient, skip_reason, claim_secs)
+    ), ins AS (
+      INSERT INTO notification_deliveries AS d
+        (org_id, event_key, kind, recipient, subject, status, last_error, attempts, claimed_until)
+      SELECT ${first.orgId}::uuid, ${first.eventKey}, ${first.kind}, i.recipient, ${first.subject},
+             CASE WHEN i.skip_reason IS NULL THEN 'pending' ELSE 'skipped' END, i.skip_reason,
+             CASE WHEN i.claim_secs IS NULL THEN 0 ELSE 1 END, now() + make_interval(secs => i.claim_secs)
+      FROM input i
+      ON CONFLICT (event_key, recipient) DO NOTHING
+      RETURNING d.*
     )
-    .onConflict((oc) => oc.columns(['event_key', 'recipient']).doNothing())
-    .returningAll()
-    .execute();
-  return { rows: await listDeliveries(ex, first.eventKey), inserted };
+    SELECT ins.*, true AS inserted FROM ins
+    UNION ALL
+    SELECT d.*, false AS inserted FROM notification_deliveries d WHERE d.event_key = ${first.eventKey}
+  `.execute(ex);
+  // Sorted here rather than by the database's collation: the order claims were given in is the sending order.
+  found.sort(byRecipient);
+  const inserted = found.filter((r) => r.inserted);
+  const claimed = new Set(inserted.filter((r) => r.status === 'pending' && r.claimed_until !== null).map((r) => r.id));
+  const strip = ({ inserted: _, ...row }: DeliveryRow & { inserted: boolean }): DeliveryRow => row;
+  // A row another notifier inserted while this statement ran is in neither part: read them all again.
+  const seen = new Set(found.map((r) => r.recipient));
+  const all = ordered.every((r) => seen.has(r.recipient))
+    ? found.map(strip)
+    : (await listDeliveries(ex, first.eventKey)).sort(byRecipient);
+  return { rows: all, inserted: inserted.map(strip), claimed };
 }
 
 export async function listDeliveries(ex: Executor, eventKey: string): Promise<DeliveryRow[]> {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor } from './database.ts';
 import type { ProfileRow } from './schema.ts';
 
@@ -57,15 +58,19 @@ async function replaceApprovers(ex: Executor, orgId: string, profileId: string, 
     .execute();
 }
 
+/** A profile's approvers as one array column, so a profile and its approvers are one round trip. */
+const approversColumn = sql<string[]>`array(
+  SELECT principal_id FROM profile_approvers pa WHERE pa.profile_id = profiles.id ORDER BY principal_id
+)`;
+
 export async function findProfile(ex: Executor, orgId: string, id: string): Promise<ProfileWithApprovers | undefined> {
-  const row = await ex
+  return ex
     .selectFrom('profiles')
     .selectAll()
+    .select(approversColumn.as('approvers'))
     .where('org_id', '=', orgId)
     .where('id', '=', id)
     .executeTakeFirst();
-  if (!row) return undefined;
-  return { ...row, approvers: await profileApprovers(ex, id) };
 }
 
 export async function profileApprovers(ex: Executor, profileId: string): Promise<string[]> {
@@ -79,19 +84,11 @@ export async function profileApprovers(ex: Executor, profileId: string): Promise
 }
 
 export async function listProfiles(ex: Executor, orgId: string): Promise<ProfileWithApprovers[]> {
-  const rows = await ex.selectFrom('profiles').selectAll().where('org_id', '=', orgId).orderBy('name').execute();
-  if (rows.length === 0) return [];
-  const links = await ex
-    .selectFrom('profile_approvers')
-    .select(['profile_id', 'principal_id'])
-    .where(
-      'profile_id',
-      'in',
-      rows.map((r) => r.id),
-    )
+  return ex
+    .selectFrom('profiles')
+    .selectAll()
+    .select(approversColumn.as('approvers'))
+    .where('org_id', '=', orgId)
+    .orderBy('name')
     .execute();
-  return rows.map((r) => ({
-    ...r,
-    approvers: links.filter((l) => l.profile_id === r.id).map((l) => l.principal_id),
-  }));
 }

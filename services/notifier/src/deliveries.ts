@@ -8,14 +8,15 @@ import type { Rendered } from './templates.ts';
 
 /**
  * Exactly one mail per (event, recipient). The deliveries of an event are
- * recorded first (unique on event and recipient); each is then claimed with a
- * lease before its SMTP transaction and marked `sent` after it, so a
- * re-delivered message, a retry or a second replica finds it sent or claimed
- * and sends nothing. A notifier killed mid-send leaves a claim that expires
- * after the lease; whoever retries the event then takes it over. Transient
- * SMTP failures release the claim and fail the queue job so BullMQ retries it
- * with backoff; a permanent refusal (5xx) or the last attempt marks the
- * delivery `failed` with the reason.
+ * recorded first (unique on event and recipient), new ones already claimed by
+ * the same statement; a delivery that existed before is claimed just before
+ * its send. A claim is a lease over the SMTP transaction, and the delivery is
+ * marked `sent` after it, so a re-delivered message, a retry or a second
+ * replica finds it sent or claimed and sends nothing. A notifier killed
+ * mid-send leaves a claim that expires after the lease; whoever retries the
+ * event then takes it over. Transient SMTP failures release the claim and
+ * fail the queue job so BullMQ retries it with backoff; a permanent refusal
+ * (5xx) or the last attempt marks the delivery `failed` with the reason.
  */
 export type DeliveryOutcome = 'sent' | 'skipped' | 'failed' | 'retried';
 
@@ -88,9 +89,15 @@ async function retrying<T>(what: () => Promise<T>, forMs: number): Promise<T> {
   }
 }
 
+/**
+ * New deliveries are claimed as they are recorded, at most this many per event: each claim's lease covers the
+ * sends before it, so a larger batch would hold off a takeover for longer should this notifier die mid-event.
+ */
+export const CLAIMS_ON_RECORD = 5;
+
 export async function deliver(deps: DeliveryDeps, plan: DeliveryPlan, attempt: AttemptInfo): Promise<DeliverySummary> {
   const { db, log, mailer } = deps;
-  const { rows, inserted } = await notifications.recordDeliveries(
+  const { rows, inserted, claimed } = await notifications.recordDeliveries(
     db,
     plan.recipients.map((r) => ({
       orgId: plan.orgId,
@@ -100,6 +107,7 @@ export async function deliver(deps: DeliveryDeps, plan: DeliveryPlan, attempt: A
       subject: plan.mail.subject,
       skipReason: r.skipReason ?? (mailer ? null : NO_SMTP_REASON),
     })),
+    mailer ? { leaseMs: deps.leaseMs, max: CLAIMS_ON_RECORD } : undefined,
   );
   let skipped = inserted.filter((r) => r.status === 'skipped');
   if (!mailer) {
@@ -124,15 +132,16 @@ export async function deliver(deps: DeliveryDeps, plan: DeliveryPlan, attempt: A
       if (!skipped.some((s) => s.id === row.id)) summary.already_done++;
       continue;
     }
-    const claimed = await notifications.claimDelivery(db, row.id, deps.leaseMs);
-    if (!claimed) {
+    // Ours since it was recorded, or one that existed before: claimed now unless another notifier holds it.
+    const mine = claimed.has(row.id) ? row : await notifications.claimDelivery(db, row.id, deps.leaseMs);
+    if (!mine) {
       held++;
       continue;
     }
-    const outcome = await sendOne(deps, mailer, plan, claimed, lastAttempt);
+    const outcome = await sendOne(deps, mailer, plan, mine, lastAttempt);
     if (outcome.status === 'sent') summary.sent++;
-    else if (outcome.status === 'failed') failed.push(`${claimed.recipient}: ${outcome.error}`);
-    else retry.push(`${claimed.recipient}: ${outcome.error}`);
+    else if (outcome.status === 'failed') failed.push(`${mine.recipient}: ${outcome.error}`);
+    else retry.push(`${mine.recipient}: ${outcome.error}`);
   }
   if (retry.length > 0) {
     throw new DeliveriesPendingError(

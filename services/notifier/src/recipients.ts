@@ -1,4 +1,4 @@
-import { type ApprovalRow, certificates, type Db, identity, type PrincipalRow, profiles } from '@countersign/db';
+import { type ApprovalRow, certificates, type Db, identity, type PrincipalRow } from '@countersign/db';
 
 /**
  * Who receives which mail (issue 3):
@@ -46,27 +46,49 @@ export function describePrincipal(p: PrincipalRow | undefined, fallbackId: strin
   return p.email ? `${p.name} <${p.email}>` : p.name;
 }
 
+/**
+ * The reads of one event's recipients. A principal is read once per event:
+ * the requester is both named in a mail and kept out of its recipients.
+ */
+export interface RecipientReads {
+  readonly db: Db;
+  principal(orgId: string, id: string): Promise<PrincipalRow | undefined>;
+}
+
+export function recipientReads(db: Db): RecipientReads {
+  const principals = new Map<string, Promise<PrincipalRow | undefined>>();
+  return {
+    db,
+    principal(orgId, id) {
+      const key = `${orgId}/${id}`;
+      let p = principals.get(key);
+      if (!p) {
+        p = identity.findPrincipal(db, orgId, id);
+        principals.set(key, p);
+        // A failed read is not remembered: a retry reads again.
+        p.catch(() => principals.delete(key));
+      }
+      return p;
+    },
+  };
+}
+
 /** The requester's identities to keep out of approver mail: the principal id and its address. */
-export async function requesterExclusions(db: Db, a: ApprovalRow): Promise<Set<string>> {
+export async function requesterExclusions(reads: RecipientReads, a: ApprovalRow): Promise<Set<string>> {
   const out = new Set<string>([a.requested_by]);
   if (a.requester_type !== 'system') {
-    const p = await identity.findPrincipal(db, a.org_id, a.requested_by);
+    const p = await reads.principal(a.org_id, a.requested_by);
     if (p?.email) out.add(normalize(p.email));
   }
   return out;
 }
 
-export async function approverRecipients(db: Db, a: ApprovalRow): Promise<Recipient[]> {
-  const approverIds = await profiles.profileApprovers(db, a.profile_id);
-  const [listed, admins] = await Promise.all([
-    identity.findPrincipals(db, a.org_id, approverIds),
-    identity.findOrgAdmins(db, a.org_id),
+export async function approverRecipients(reads: RecipientReads, a: ApprovalRow): Promise<Recipient[]> {
+  const [eligible, exclude] = await Promise.all([
+    identity.findEligibleApprovers(reads.db, a.org_id, a.profile_id),
+    requesterExclusions(reads, a),
   ]);
-  // Same eligibility as assertMayDecide: admins always, operators when listed on the profile.
-  const eligible = [...listed.filter((p) => p.role === 'operator' || p.role === 'admin'), ...admins].filter(
-    (p) => p.disabled_at === null,
-  );
-  return mergeRecipients([eligible.map(principalRecipient)], await requesterExclusions(db, a));
+  return mergeRecipients([eligible.map(principalRecipient)], exclude);
 }
 
 export function contactRecipients(addresses: readonly string[]): Recipient[] {
@@ -81,16 +103,16 @@ export function contactRecipients(addresses: readonly string[]): Recipient[] {
  * of the certificate.
  */
 export async function requesterRecipient(
-  db: Db,
+  reads: RecipientReads,
   q: { orgId: string; requestedBy: string; requesterType: string; certificateId: string },
 ): Promise<{ recipient: Recipient | null; principal: PrincipalRow | undefined }> {
   let principalId = q.requestedBy;
   if (q.requesterType === 'system') {
-    const cert = await certificates.findCertificate(db, q.orgId, q.certificateId);
+    const cert = await certificates.findCertificate(reads.db, q.orgId, q.certificateId);
     if (!cert) return { recipient: null, principal: undefined };
     principalId = cert.owner_id;
   }
-  const p = await identity.findPrincipal(db, q.orgId, principalId);
+  const p = await reads.principal(q.orgId, principalId);
   if (!p) return { recipient: null, principal: undefined };
   const r = principalRecipient(p);
   return {

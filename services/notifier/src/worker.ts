@@ -1,13 +1,4 @@
-import {
-  type ApprovalRow,
-  appendAudit,
-  approvals,
-  certificates,
-  identity,
-  jobs,
-  notifications,
-  profiles,
-} from '@countersign/db';
+import { type ApprovalRow, appendAudit, approvals, certificates, jobs, notifications, profiles } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import {
   createWorker,
@@ -28,6 +19,8 @@ import {
   describePrincipal,
   mergeRecipients,
   type Recipient,
+  type RecipientReads,
+  recipientReads,
   requesterExclusions,
   requesterRecipient,
 } from './recipients.ts';
@@ -79,16 +72,22 @@ export function buildNotifier(deps: NotifierDeps) {
   const { db, log } = deps;
   const now = deps.now ?? (() => new Date());
 
-  async function actorName(orgId: string, actorId: string, actorType: string | null): Promise<string> {
+  async function actorName(
+    reads: RecipientReads,
+    orgId: string,
+    actorId: string,
+    actorType: string | null,
+  ): Promise<string> {
     if (actorType === 'system') return SYSTEM_NAMES[actorId] ?? actorId;
-    return describePrincipal(await identity.findPrincipal(db, orgId, actorId), actorId);
+    return describePrincipal(await reads.principal(orgId, actorId), actorId);
   }
 
-  async function requestFacts(a: ApprovalRow): Promise<RequestFacts> {
-    const [job, profile, votes] = await Promise.all([
+  async function requestFacts(reads: RecipientReads, a: ApprovalRow): Promise<RequestFacts> {
+    const [job, profile, votes, requester] = await Promise.all([
       jobs.findJob(db, a.org_id, a.job_id),
       profiles.findProfile(db, a.org_id, a.profile_id),
       approvals.listVotes(db, [a.id]),
+      actorName(reads, a.org_id, a.requested_by, a.requester_type),
     ]);
     return {
       approvalId: a.id,
@@ -99,7 +98,7 @@ export function buildNotifier(deps: NotifierDeps) {
       profileName: required(profile, `profile ${a.profile_id}`).name,
       environment: a.environment,
       justification: a.justification,
-      requester: await actorName(a.org_id, a.requested_by, a.requester_type),
+      requester,
       requestedAt: a.requested_at,
       expiresAt: a.expires_at,
       approvalsRequired: a.approvals_required,
@@ -113,8 +112,9 @@ export function buildNotifier(deps: NotifierDeps) {
   async function submitted(d: Payload, job: Job): Promise<NotificationResult> {
     const a = await loadApproval(d);
     const eventKey = jobIds.notification('approval_submitted', a.id);
-    const facts = await requestFacts(a);
-    let recipients: Recipient[] = await approverRecipients(db, a);
+    const reads = recipientReads(db);
+    const [facts, approvers] = await Promise.all([requestFacts(reads, a), approverRecipients(reads, a)]);
+    let recipients: Recipient[] = approvers;
     if (a.state !== 'pending') {
       // Decided before the mail went out (bypass, a fast approver): asking for a decision would only confuse.
       recipients = recipients.map((r) => ({ ...r, skipReason: r.skipReason ?? `request is already ${a.state}` }));
@@ -138,15 +138,20 @@ export function buildNotifier(deps: NotifierDeps) {
     // The relay publishes after commit; a pending row means a stale read, worth a retry.
     if (a.state === 'pending') throw new Error(`approval request ${a.id} is still pending`);
     const eventKey = jobIds.notification('approval_decided', a.id);
-    const { recipient } = await requesterRecipient(db, {
-      orgId: a.org_id,
-      requestedBy: a.requested_by,
-      requesterType: a.requester_type,
-      certificateId: a.certificate_id,
-    });
-    const mail = renderDecided(deps.settings, await requestFacts(a), {
+    const reads = recipientReads(db);
+    const [{ recipient }, facts, decidedBy] = await Promise.all([
+      requesterRecipient(reads, {
+        orgId: a.org_id,
+        requestedBy: a.requested_by,
+        requesterType: a.requester_type,
+        certificateId: a.certificate_id,
+      }),
+      requestFacts(reads, a),
+      actorName(reads, a.org_id, a.decided_by ?? '-', a.decided_by_type),
+    ]);
+    const mail = renderDecided(deps.settings, facts, {
       state: a.state,
-      decidedBy: await actorName(a.org_id, a.decided_by ?? '-', a.decided_by_type),
+      decidedBy,
       decidedAt: a.decided_at,
       note: a.decision_note,
     });
@@ -166,7 +171,7 @@ export function buildNotifier(deps: NotifierDeps) {
     );
     const j = required(await jobs.findJob(db, d.org_id, version.job_id), `job ${version.job_id}`);
     const profile = required(await profiles.findProfile(db, d.org_id, j.profile_id), `profile ${j.profile_id}`);
-    const { recipient } = await requesterRecipient(db, {
+    const { recipient } = await requesterRecipient(recipientReads(db), {
       orgId: d.org_id,
       requestedBy: j.requested_by,
       requesterType: j.requester_type,
@@ -235,11 +240,12 @@ export function buildNotifier(deps: NotifierDeps) {
     const a = state.a;
     const nextRound = await scheduleNext(a, round, at);
     const profile = required(await profiles.findProfile(db, a.org_id, a.profile_id), `profile ${a.profile_id}`);
+    const reads = recipientReads(db);
     const recipients = mergeRecipients(
-      [await approverRecipients(db, a), contactRecipients(profile.escalation_contacts)],
-      await requesterExclusions(db, a),
+      [await approverRecipients(reads, a), contactRecipients(profile.escalation_contacts)],
+      await requesterExclusions(reads, a),
     );
-    const mail = renderReminder(deps.settings, await requestFacts(a), round, at);
+    const mail = renderReminder(deps.settings, await requestFacts(reads, a), round, at);
     const summary = await deliver(
       deps,
       { orgId: a.org_id, kind: 'approval_escalation', eventKey, recipients, mail },
