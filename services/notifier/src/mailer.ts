@@ -83,6 +83,9 @@ export function createSmtpMailer(opts: SmtpMailerOptions): Mailer {
           html: mail.html,
           messageId: mail.messageId,
           headers: { 'Auto-Submitted': 'auto-generated', ...(mail.headers ?? {}) },
+          // What nodemailer would pick for our mostly-ASCII mails; named, it skips counting every letter of
+          // every part to choose (5-7% of the notifier's CPU in the benchmark).
+          textEncoding: 'quoted-printable',
         });
       } catch (err) {
         throw toSmtpError(err);

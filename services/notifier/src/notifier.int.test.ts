@@ -172,6 +172,19 @@ describe('mail on submission, decision and issuance', () => {
     if (state === 'expired') expect(m.text).toContain('nothing will be issued');
   });
 
+  it('carries text beyond ASCII intact in both the plain and the HTML part', async () => {
+    const cn = 'utf8.example.test';
+    const note = `Abgelehnt: bitte über CHG-7 gehen — 日本語のメモ ✓ ${'long line '.repeat(12)}`.trim();
+    const r = await p.submit(p.org.requester, p.org.gated.id, cn, 'Zertifikat für den Shop «Süd»');
+    await reject(p.db, p.org.operator2, r.approvalId, note);
+    await p.drain();
+    const m = await p.sink.waitFor((x) => x.subject.includes(`Request rejected: ${cn}`));
+    expect(m.text).toContain(note);
+    expect(m.text).toContain('Zertifikat für den Shop «Süd»');
+    expect(m.html).toContain('日本語のメモ ✓');
+    expect(m.html).toContain('Zertifikat für den Shop «Süd»');
+  });
+
   it('tells the certificate owner about a renewal the scheduler asked for', async () => {
     const cn = 'auto.example.test';
     const first = await p.submit(p.org.requester, p.org.gated.id, cn);
