@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
-import { REPO_ROOT, type Stack } from '@countersign/stack';
+import { BACKGROUND_NICE, REPO_ROOT, type Stack } from '@countersign/stack';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiCall, startE2eStack, waitForPem } from './e2e-stack.ts';
 
@@ -34,6 +35,14 @@ describe('bundled services', () => {
       expect(argv).toContain(join(REPO_ROOT, 'services', p.name, 'dist', 'main.mjs'));
       expect(argv.join(' ')).not.toContain('tsx');
     }
+  });
+
+  it('run the notifier and the reaper at a lower CPU priority than the request path', () => {
+    // Relative to the launcher's own niceness (0 unless the test runs under nice).
+    const own = getPriority();
+    const background = Math.min(19, own + BACKGROUND_NICE);
+    const nice = Object.fromEntries(stack.services.map((p) => [p.name, getPriority(p.pid())]));
+    expect(nice).toEqual({ api: own, approval: own, issuer: own, notifier: background, reaper: background });
   });
 
   it('issue a certificate through request, approval by another principal and the issuer', async () => {

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRegistry, metricFactories } from '@countersign/observability';
 import { QUEUE_NAMES } from '@countersign/queues';
+import { BACKGROUND_SERVICES } from '@countersign/stack';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { QueueKeys } from 'bullmq';
@@ -276,6 +277,14 @@ describe('docker compose (docker-compose.yml)', () => {
       expect(services[svc]?.command).toEqual([svc]);
       expect(services[svc]?.healthcheck.test.join(' ')).toContain(`:${imagePort}/readyz`);
       expect(services[svc]?.depends_on.migrate.condition).toBe('service_completed_successfully');
+    }
+  });
+
+  it('gives the notifier and the reaper fewer CPU shares than the request path, as the local stack does with nice', () => {
+    for (const svc of SERVICES) {
+      const shares = services[svc]?.cpu_shares;
+      if (BACKGROUND_SERVICES.includes(svc)) expect(shares, svc).toBe(256);
+      else expect(shares, svc).toBeUndefined();
     }
   });
 

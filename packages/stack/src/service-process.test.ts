@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_HEAP_MB, heapFlags } from './service-process.ts';
+import { BACKGROUND_NICE, BACKGROUND_SERVICES, DEFAULT_HEAP_MB, heapFlags, parseNice } from './service-process.ts';
 
 describe('the services heap budget', () => {
   it('defaults to 96 MB of old space and 8 MB semi-spaces', () => {
@@ -15,6 +15,23 @@ describe('the services heap budget', () => {
   it('refuses a budget that is not a whole number of megabytes, or too small to start', () => {
     for (const bad of ['abc', '12.5', '16', '-1']) {
       expect(() => heapFlags(bad)).toThrow(/COUNTERSIGN_NODE_HEAP_MB/);
+    }
+  });
+});
+
+describe('the background services CPU priority', () => {
+  it('lowers the notifier and the reaper to niceness 10 unless COUNTERSIGN_BACKGROUND_NICE says otherwise', () => {
+    expect(BACKGROUND_SERVICES).toEqual(['notifier', 'reaper']);
+    expect(BACKGROUND_NICE).toBe(10);
+    expect(parseNice(undefined)).toBe(10);
+    expect(parseNice('')).toBe(10);
+    expect(parseNice('0')).toBe(0);
+    expect(parseNice('19')).toBe(19);
+  });
+
+  it('refuses a niceness outside 0-19 or not a whole number', () => {
+    for (const bad of ['-1', '20', '5.5', 'low']) {
+      expect(() => parseNice(bad)).toThrow(/COUNTERSIGN_BACKGROUND_NICE/);
     }
   });
 });

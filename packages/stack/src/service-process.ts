@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { getPriority, setPriority } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,6 +42,8 @@ export interface ServiceProcessOptions {
   readonly id?: string | undefined;
   /** Run the bundle built by scripts/build-services.ts instead of the sources through tsx. */
   readonly bundled?: boolean | undefined;
+  /** Niceness (0-19) added to this process's own: background work yields the cores to the request path. */
+  readonly nice?: number | undefined;
 }
 
 /**
@@ -73,6 +76,27 @@ export function heapFlags(heapMb: string | undefined): string[] {
 
 export const DEFAULT_HEAP_MB = 96;
 
+/**
+ * On one machine every service shares the same cores. Mail and housekeeping
+ * can wait a moment; a submission, a decision or an issuance should not wait
+ * behind them. The notifier and the reaper therefore run at a lower CPU
+ * priority: when the cores are busy they get what the request path leaves
+ * (their backlogs, kept in Redis and PostgreSQL, drain afterwards); when the
+ * cores are idle they run at full speed. In containers, CPU shares do the
+ * same (docker-compose.yml).
+ */
+export const BACKGROUND_SERVICES: readonly ServiceName[] = ['notifier', 'reaper'];
+export const BACKGROUND_NICE = 10;
+
+export function parseNice(value: string | undefined): number {
+  if (value === undefined || value === '') return BACKGROUND_NICE;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 19) {
+    throw new Error(`COUNTERSIGN_BACKGROUND_NICE must be a whole number from 0 to 19 (got ${value})`);
+  }
+  return n;
+}
+
 export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): ServiceProcess {
   let child: ChildProcess | null = null;
   let exit: Promise<number | null> = Promise.resolve(null);
@@ -93,6 +117,8 @@ export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): 
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child = c;
+    // Relative to ours, as nice(1) is: raising a child's niceness needs no privilege. A restart gets it again.
+    if (opts.nice && c.pid !== undefined) setPriority(c.pid, Math.min(19, getPriority() + opts.nice));
     for (const stream of [c.stdout, c.stderr]) {
       stream?.on('data', (chunk: Buffer) => {
         log?.write(chunk);

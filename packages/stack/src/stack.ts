@@ -13,6 +13,8 @@ import {
 } from '@countersign/devstack';
 import { type DemoOrg, seedDemo } from './demo-seed.ts';
 import {
+  BACKGROUND_SERVICES,
+  parseNice,
   SERVICE_NAMES,
   type ServiceName,
   type ServiceProcess,
@@ -54,6 +56,11 @@ export interface StackOptions {
   readonly appPassword?: string | undefined;
   /** Run the services from their bundles (scripts/build-services.ts), as the container image does. */
   readonly bundled?: boolean | undefined;
+  /**
+   * Niceness of the background services (notifier, reaper); default COUNTERSIGN_BACKGROUND_NICE or
+   * BACKGROUND_NICE. 0 gives them the same CPU priority as the api, the approval relay and the issuer.
+   */
+  readonly backgroundNice?: number | undefined;
 }
 
 export interface Stack {
@@ -156,6 +163,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     ...opts.env,
   };
 
+  const backgroundNice = opts.backgroundNice ?? parseNice(process.env.COUNTERSIGN_BACKGROUND_NICE);
   const services: ServiceProcess[] = [];
   const metricsPorts = new Map<ServiceProcess, number>();
   const counters = new Map<ServiceName, number>();
@@ -170,6 +178,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       logFile: join(dataDir, 'logs', `${id}.log`),
       echo: opts.echo,
       bundled: opts.bundled,
+      nice: BACKGROUND_SERVICES.includes(name) ? backgroundNice : 0,
     });
     metricsPorts.set(p, metricsPort);
     services.push(p);
