@@ -11,6 +11,7 @@ import { type Stack, startStack } from '@countersign/stack';
 import { Queue, QueueEvents } from 'bullmq';
 import pg from 'pg';
 import { pgbenchTps, rawSignRate, redisRoundTrips } from './ceilings.ts';
+import { jsonClient } from './http-client.ts';
 import { writeLatencyPlot } from './plot.ts';
 import { seedPendingApprovals } from './seed.ts';
 import { closedLoop, openLoop, Samples, sleep } from './stats.ts';
@@ -69,6 +70,7 @@ const rss = new Map<string, number>();
 let rssTimer: NodeJS.Timeout | undefined;
 let eventsRedis: ReturnType<typeof createRedis> | null = null;
 let suPool: pg.Pool | null = null;
+let closeClient: (() => void) | null = null;
 
 try {
   stack = await startStack({
@@ -212,17 +214,12 @@ try {
     ),
   );
   let next = 0;
+  // Keep-alive sockets for every concurrent loop; the client is closed with the stack below.
+  const http = jsonClient(s.apiUrl);
+  closeClient = http.close;
   const call = async (key: string, method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${s.apiUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = (await res.json()) as Record<string, unknown>;
-    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+    const { status, json } = await http.request(key, method, path, body);
+    if (status >= 300) throw new Error(`${method} ${path}: ${status} ${JSON.stringify(json)}`);
     return json;
   };
   const submit = async () => {
@@ -485,6 +482,7 @@ try {
   ]);
 } finally {
   if (rssTimer) clearInterval(rssTimer);
+  closeClient?.();
   await suPool?.end();
   eventsRedis?.disconnect();
   await stack?.stop();
