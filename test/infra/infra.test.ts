@@ -280,7 +280,7 @@ describe('docker compose (docker-compose.yml)', () => {
     }
   });
 
-  it('gives the notifier and the reaper fewer CPU shares than the request path, as the local stack does with nice', () => {
+  it('gives the notifier fewer CPU shares than the other services, as the local stack does with nice', () => {
     for (const svc of SERVICES) {
       const shares = services[svc]?.cpu_shares;
       if (BACKGROUND_SERVICES.includes(svc)) expect(shares, svc).toBe(256);

@@ -20,8 +20,8 @@ describe('the services heap budget', () => {
 });
 
 describe('the background services CPU priority', () => {
-  it('lowers the notifier and the reaper to niceness 10 unless COUNTERSIGN_BACKGROUND_NICE says otherwise', () => {
-    expect(BACKGROUND_SERVICES).toEqual(['notifier', 'reaper']);
+  it('lowers the notifier to niceness 10 unless COUNTERSIGN_BACKGROUND_NICE says otherwise', () => {
+    expect(BACKGROUND_SERVICES).toEqual(['notifier']);
     expect(BACKGROUND_NICE).toBe(10);
     expect(parseNice(undefined)).toBe(10);
     expect(parseNice('')).toBe(10);
