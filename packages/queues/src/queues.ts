@@ -60,6 +60,25 @@ export async function enqueue<Q extends QueueName>(
   return (await queue.add(name, valid, opts)) as Job<PayloadOf<Q>>;
 }
 
+/** A job for enqueueMany: its payload and options. */
+export interface JobSpec<Q extends QueueName> {
+  readonly data: PayloadOf<Q>;
+  readonly opts?: JobsOptions;
+}
+
+/**
+ * Adds several jobs in one Redis transaction (BullMQ addBulk: one round trip,
+ * all or none), each validated against the contract first.
+ */
+export async function enqueueMany<Q extends QueueName>(
+  queue: TypedQueue<Q>,
+  name: Q,
+  jobs: readonly JobSpec<Q>[],
+): Promise<void> {
+  if (jobs.length === 0) return;
+  await queue.addBulk(jobs.map((j) => ({ name, data: validatePayload(name, j.data), opts: j.opts ?? {} })));
+}
+
 export type Handler<Q extends QueueName, R> = (data: PayloadOf<Q>, job: Job) => Promise<R>;
 
 /** A worker whose handler only ever sees payloads that passed the contract. */

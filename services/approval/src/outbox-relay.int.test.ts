@@ -1,6 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { actorOf } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
-import { createRedis, jobIds, openQueue } from '@countersign/queues';
+import {
+  createRedis,
+  defaultJobOptions,
+  enqueueMany,
+  InvalidPayloadError,
+  jobIds,
+  openQueue,
+} from '@countersign/queues';
 import {
   createTestDatabase,
   csrFor,
@@ -82,6 +90,12 @@ describe('outbox relay', () => {
       );
       const escalation = notes.find((j) => j.id?.startsWith('approval_escalation'));
       expect(escalation?.opts.delay).toBeGreaterThan(590_000);
+      // Published in bulk, with each queue's default retry policy.
+      for (const j of [...issue, ...notes]) {
+        const queue = j.queueName as 'issuance' | 'notifications';
+        expect(j.opts.attempts, `${j.id} attempts`).toBe(defaultJobOptions(queue).attempts);
+        expect(j.opts.backoff, `${j.id} backoff`).toEqual(defaultJobOptions(queue).backoff);
+      }
       // A relay that died after publishing re-publishes the same rows: the ids dedupe them.
       await tdb.superuser(`INSERT INTO outbox (org_id, topic, payload) VALUES ($1, 'job.released', $2)`, [
         org.orgId,
@@ -89,6 +103,39 @@ describe('outbox relay', () => {
       ]);
       await q.relay.drain();
       expect(await q.issuance.count()).toBe(2);
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('schedules no first reminder for a request decided before its submission was relayed', async () => {
+    const q = relayFor(randomQueuePrefix());
+    try {
+      const decided = await submit(org.gated.id);
+      const waiting = await submit(org.gated.id);
+      await approve(tdb.handle.db, org.operator1, decided.approval?.id ?? '', 'quick');
+      await q.relay.drain();
+      const ids = (await q.notifications.getJobs(['waiting', 'delayed'])).map((j) => j.id);
+      expect(ids).toContain(jobIds.notification('approval_escalation', waiting.approval?.id ?? '', 1));
+      expect(ids).not.toContain(jobIds.notification('approval_escalation', decided.approval?.id ?? '', 1));
+      expect(ids).toContain(jobIds.notification('approval_decided', decided.approval?.id ?? ''));
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('publishes a batch all or nothing: one payload breaking the contract adds none of the batch', async () => {
+    const q = relayFor(randomQueuePrefix());
+    try {
+      await expect(
+        enqueueMany(q.issuance, 'issuance', [
+          { data: { job_id: randomUUID() }, opts: { jobId: 'good' } },
+          { data: { job_id: 'not-a-uuid' }, opts: { jobId: 'bad' } },
+        ]),
+      ).rejects.toThrow(InvalidPayloadError);
+      expect(await q.issuance.count()).toBe(0);
+      await enqueueMany(q.issuance, 'issuance', []);
+      expect(await q.issuance.count()).toBe(0);
     } finally {
       await q.close();
     }

@@ -1,6 +1,6 @@
 import { approvals, claimOutbox, type Db, deleteOutbox, type OutboxRow } from '@countersign/db';
 import type { Logger } from '@countersign/observability';
-import { enqueue, jobIds, type TypedQueue } from '@countersign/queues';
+import { enqueueMany, type JobSpec, jobIds, type TypedQueue } from '@countersign/queues';
 import type { DecisionResult } from '@countersign/workflow';
 
 /**
@@ -24,58 +24,65 @@ export interface RelayDeps {
 export function createRelay(deps: RelayDeps) {
   const { db, log } = deps;
 
-  async function publish(row: OutboxRow): Promise<void> {
-    switch (row.topic) {
-      case 'job.released': {
-        const { job_id } = row.payload as { job_id: string };
-        await enqueue(deps.issuance, 'issuance', { job_id }, { jobId: jobIds.issuance(job_id) });
-        return;
-      }
-      case 'approval.submitted': {
-        const { approval_id } = row.payload as { approval_id: string };
-        await enqueue(
-          deps.notifications,
-          'notifications',
-          { kind: 'approval_submitted', org_id: row.org_id, approval_id },
-          { jobId: jobIds.notification('approval_submitted', approval_id) },
-        );
-        const approval = await approvals.findApprovalById(db, approval_id);
-        if (approval?.escalate_at && approval.state === 'pending') {
-          await enqueue(
-            deps.notifications,
-            'notifications',
-            { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
-            {
-              jobId: jobIds.notification('approval_escalation', approval_id, 1),
-              delay: Math.max(0, approval.escalate_at.getTime() - Date.now()),
-            },
-          );
+  /**
+   * Publishes a claimed batch: one Redis transaction per queue (addBulk), and
+   * one read for the first reminders of the batch's new requests, instead of
+   * a round trip per row.
+   */
+  async function publish(rows: readonly OutboxRow[]): Promise<void> {
+    const issuance: JobSpec<'issuance'>[] = [];
+    const notifications: JobSpec<'notifications'>[] = [];
+    const submitted = rows
+      .filter((r) => r.topic === 'approval.submitted')
+      .map((r) => (r.payload as { approval_id: string }).approval_id);
+    const requests = new Map((await approvals.findEscalationStarts(db, submitted)).map((a) => [a.id, a]));
+    for (const row of rows) {
+      switch (row.topic) {
+        case 'job.released': {
+          const { job_id } = row.payload as { job_id: string };
+          issuance.push({ data: { job_id }, opts: { jobId: jobIds.issuance(job_id) } });
+          break;
         }
-        return;
+        case 'approval.submitted': {
+          const { approval_id } = row.payload as { approval_id: string };
+          notifications.push({
+            data: { kind: 'approval_submitted', org_id: row.org_id, approval_id },
+            opts: { jobId: jobIds.notification('approval_submitted', approval_id) },
+          });
+          const approval = requests.get(approval_id);
+          if (approval?.escalate_at && approval.state === 'pending') {
+            notifications.push({
+              data: { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
+              opts: {
+                jobId: jobIds.notification('approval_escalation', approval_id, 1),
+                delay: Math.max(0, approval.escalate_at.getTime() - Date.now()),
+              },
+            });
+          }
+          break;
+        }
+        case 'approval.decided': {
+          const { approval_id } = row.payload as { approval_id: string };
+          notifications.push({
+            data: { kind: 'approval_decided', org_id: row.org_id, approval_id },
+            opts: { jobId: jobIds.notification('approval_decided', approval_id) },
+          });
+          break;
+        }
+        case 'certificate.issued': {
+          const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
+          notifications.push({
+            data: { kind: 'certificate_issued', org_id: row.org_id, job_id, version_id },
+            opts: { jobId: jobIds.notification('certificate_issued', version_id) },
+          });
+          break;
+        }
+        default:
+          log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; dropping');
       }
-      case 'approval.decided': {
-        const { approval_id } = row.payload as { approval_id: string };
-        await enqueue(
-          deps.notifications,
-          'notifications',
-          { kind: 'approval_decided', org_id: row.org_id, approval_id },
-          { jobId: jobIds.notification('approval_decided', approval_id) },
-        );
-        return;
-      }
-      case 'certificate.issued': {
-        const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
-        await enqueue(
-          deps.notifications,
-          'notifications',
-          { kind: 'certificate_issued', org_id: row.org_id, job_id, version_id },
-          { jobId: jobIds.notification('certificate_issued', version_id) },
-        );
-        return;
-      }
-      default:
-        log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; dropping');
     }
+    await enqueueMany(deps.issuance, 'issuance', issuance);
+    await enqueueMany(deps.notifications, 'notifications', notifications);
   }
 
   /** One batch; returns how many rows were published. */
@@ -83,8 +90,8 @@ export function createRelay(deps: RelayDeps) {
     const bypassed: string[] = [];
     const count = await db.transaction().execute(async (tx) => {
       const rows = await claimOutbox(tx, deps.batchSize);
+      await publish(rows);
       for (const row of rows) {
-        await publish(row);
         if (row.topic === 'approval.submitted' && deps.bypass) {
           bypassed.push((row.payload as { approval_id: string }).approval_id);
         }
