@@ -127,7 +127,9 @@ export async function deliver(deps: DeliveryDeps, plan: DeliveryPlan, attempt: A
   const retry: string[] = [];
   const failed: string[] = [];
   let held = 0;
-  for (const row of rows) {
+  // Those claimed on record go first, in claim order: the k-th one's lease covers exactly k sends.
+  const sendOrder = [...rows.filter((r) => claimed.has(r.id)), ...rows.filter((r) => !claimed.has(r.id))];
+  for (const row of sendOrder) {
     if (row.status !== 'pending' || !mailer) {
       if (!skipped.some((s) => s.id === row.id)) summary.already_done++;
       continue;

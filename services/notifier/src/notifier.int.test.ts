@@ -1,10 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { notifications } from '@countersign/db';
 import { freePort } from '@countersign/devstack';
 import { SYSTEM_ACTORS } from '@countersign/domain';
+import { createLogger } from '@countersign/observability';
 import { enqueue, jobIds } from '@countersign/queues';
 import { approve, createPrincipal, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NO_SMTP_REASON } from './deliveries.ts';
+import { deliver, NO_SMTP_REASON } from './deliveries.ts';
 import { createSmtpMailer } from './mailer.ts';
 import {
   eventually,
@@ -283,6 +285,53 @@ describe('exactly once per recipient', () => {
       .flatMap((m) => m.to)
       .sort();
     expect(to).toEqual([addr('admin'), addr('operator1'), addr('operator2')]);
+  });
+
+  it('sends the deliveries claimed on record first, in claim order, then one an earlier attempt left', async () => {
+    const eventKey = `approval_submitted-${randomUUID()}`;
+    const to = (n: string) => `${n}-order@${DOMAIN}`;
+    // Left pending, unclaimed, by an earlier attempt: claimed only when its turn comes.
+    await p.tdb.superuser(
+      `INSERT INTO notification_deliveries (org_id, event_key, kind, recipient, subject)
+       VALUES ($1, $2, 'approval_submitted', $3, 'order')`,
+      [p.org.orgId, eventKey, to('a')],
+    );
+    const mailer = createSmtpMailer({ url: p.sink.url, from: MAIL_FROM, timeoutMs: 2_000 });
+    try {
+      const summary = await deliver(
+        {
+          db: p.db,
+          log: createLogger('order-test', 'silent'),
+          mailer,
+          leaseMs: 60_000,
+          messageIdDomain: 'mail.test',
+          count: () => {},
+        },
+        {
+          orgId: p.org.orgId,
+          kind: 'approval_submitted',
+          eventKey,
+          recipients: ['c', 'a', 'b'].map((n) => ({ key: to(n), address: to(n), principalId: null, skipReason: null })),
+          mail: { subject: 'order', text: 'order test', html: '<p>order test</p>' },
+        },
+        { attemptsMade: 0, maxAttempts: 3 },
+      );
+      expect(summary).toMatchObject({ sent: 3, already_done: 0 });
+      const order = p.sink
+        .messages()
+        .filter((m) => m.headers['x-countersign-event'] === eventKey)
+        .map((m) => m.to.join(','));
+      // b and c were claimed on record (leases of one and two SMTP transactions), a just before its send.
+      expect(order).toEqual([to('b'), to('c'), to('a')]);
+      const rows = await notifications.listDeliveries(p.db, eventKey);
+      expect(rows.map((r) => [r.recipient, r.status, r.attempts])).toEqual([
+        [to('a'), 'sent', 1],
+        [to('b'), 'sent', 1],
+        [to('c'), 'sent', 1],
+      ]);
+    } finally {
+      mailer.close();
+    }
   });
 
   it('records deliveries as skipped, with the reason, when no SMTP server is configured', async () => {
