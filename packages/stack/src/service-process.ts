@@ -121,7 +121,13 @@ export function serviceProcess(name: ServiceName, opts: ServiceProcessOptions): 
     });
     child = c;
     // Relative to ours, as nice(1) is: raising a child's niceness needs no privilege. A restart gets it again.
-    if (opts.nice && c.pid !== undefined) setPriority(c.pid, Math.min(19, getPriority() + opts.nice));
+    if (opts.nice && c.pid !== undefined) {
+      try {
+        setPriority(c.pid, Math.min(19, getPriority() + opts.nice));
+      } catch {
+        // Already gone (it failed at once): its exit and log tell why; the priority no longer matters.
+      }
+    }
     for (const stream of [c.stdout, c.stderr]) {
       stream?.on('data', (chunk: Buffer) => {
         log?.write(chunk);

@@ -57,8 +57,8 @@ export interface StackOptions {
   /** Run the services from their bundles (scripts/build-services.ts), as the container image does. */
   readonly bundled?: boolean | undefined;
   /**
-   * Niceness of the background services (notifier, reaper); default COUNTERSIGN_BACKGROUND_NICE or
-   * BACKGROUND_NICE. 0 gives them the same CPU priority as the api, the approval relay and the issuer.
+   * Niceness added to the background services (BACKGROUND_SERVICES: the notifier); default
+   * COUNTERSIGN_BACKGROUND_NICE or BACKGROUND_NICE. 0 gives them the same CPU priority as the others.
    */
   readonly backgroundNice?: number | undefined;
 }
