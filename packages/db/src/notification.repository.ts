@@ -42,12 +42,16 @@ function q(ex: Executor): Kysely<Tables> {
   return k.withTables<{ notification_deliveries: NotificationDeliveriesTable }>();
 }
 
-export interface NewDelivery {
+/** The event whose deliveries are recorded: every delivery of it shares these. */
+export interface DeliveryEvent {
   readonly orgId: string;
   readonly eventKey: string;
   readonly kind: string;
-  readonly recipient: string;
   readonly subject: string;
+}
+
+export interface NewDelivery {
+  readonly recipient: string;
   /** Recorded directly as `skipped` (with the reason) instead of waiting to be sent. */
   readonly skipReason?: string | null;
 }
@@ -80,12 +84,12 @@ export interface RecordedDeliveries {
  */
 export async function recordDeliveries(
   ex: Executor,
-  rows: readonly NewDelivery[],
+  event: DeliveryEvent,
+  recipients: readonly NewDelivery[],
   claim?: ClaimOnRecord,
 ): Promise<RecordedDeliveries> {
-  const first = rows[0];
-  if (!first) return { rows: [], inserted: [], claimed: new Set() };
-  const ordered = [...rows].sort(byRecipient);
+  if (recipients.length === 0) return { rows: [], inserted: [], claimed: new Set() };
+  const ordered = [...recipients].sort(byRecipient);
   let claims = 0;
   const claimSecs = ordered.map((r) =>
     claim && !r.skipReason && claims < claim.max ? (++claims * claim.leaseMs) / 1000 : null,
@@ -99,7 +103,7 @@ export async function recordDeliveries(
     ), ins AS (
       INSERT INTO notification_deliveries AS d
         (org_id, event_key, kind, recipient, subject, status, last_error, attempts, claimed_until)
-      SELECT ${first.orgId}::uuid, ${first.eventKey}, ${first.kind}, i.recipient, ${first.subject},
+      SELECT ${event.orgId}::uuid, ${event.eventKey}, ${event.kind}, i.recipient, ${event.subject},
              CASE WHEN i.skip_reason IS NULL THEN 'pending' ELSE 'skipped' END, i.skip_reason,
              CASE WHEN i.claim_secs IS NULL THEN 0 ELSE 1 END, now() + make_interval(secs => i.claim_secs)
       FROM input i
@@ -108,7 +112,7 @@ export async function recordDeliveries(
     )
     SELECT ins.*, true AS inserted FROM ins
     UNION ALL
-    SELECT d.*, false AS inserted FROM notification_deliveries d WHERE d.event_key = ${first.eventKey}
+    SELECT d.*, false AS inserted FROM notification_deliveries d WHERE d.event_key = ${event.eventKey}
   `.execute(ex);
   // Sorted here rather than by the database's collation: the order claims were given in is the sending order.
   found.sort(byRecipient);
@@ -119,7 +123,7 @@ export async function recordDeliveries(
   const seen = new Set(found.map((r) => r.recipient));
   const all = ordered.every((r) => seen.has(r.recipient))
     ? found.map(strip)
-    : (await listDeliveries(ex, first.eventKey)).sort(byRecipient);
+    : (await listDeliveries(ex, event.eventKey)).sort(byRecipient);
   return { rows: all, inserted: inserted.map(strip), claimed };
 }
 

@@ -70,21 +70,21 @@ describe('eligible approvers', () => {
 });
 
 describe('recording an event’s deliveries', () => {
-  const delivery = (eventKey: string, recipient: string, skipReason: string | null = null) => ({
+  const event = (eventKey: string) => ({
     orgId: org.orgId,
     eventKey,
     kind: 'approval_submitted',
-    recipient,
     subject: 'Approval needed',
-    skipReason,
   });
+  const delivery = (recipient: string, skipReason: string | null = null) => ({ recipient, skipReason });
 
   it('inserts new pending ones already claimed, the k-th for k leases, up to the limit, and never a skipped one', async () => {
     const key = `approval_submitted-claims-${Date.now()}`;
     const r = await recordDeliveries(
       tdb.handle.db,
+      event(key),
       ['d@x.test', 'a@x.test', 'c@x.test', 'b@x.test', 'e@x.test'].map((to) =>
-        delivery(key, to, to === 'b@x.test' ? 'no address' : null),
+        delivery(to, to === 'b@x.test' ? 'no address' : null),
       ),
       { leaseMs: 60_000, max: 3 },
     );
@@ -113,12 +113,15 @@ describe('recording an event’s deliveries', () => {
 
   it('keeps rows that exist as they are, claims none of them, and returns them with the new ones', async () => {
     const key = `approval_submitted-again-${Date.now()}`;
-    const first = await recordDeliveries(tdb.handle.db, [delivery(key, 'a@x.test')], { leaseMs: 60_000, max: 5 });
+    const first = await recordDeliveries(tdb.handle.db, event(key), [delivery('a@x.test')], {
+      leaseMs: 60_000,
+      max: 5,
+    });
     await tdb.superuser(
       `UPDATE notification_deliveries SET status = 'sent', sent_at = now(), claimed_until = NULL WHERE event_key = $1`,
       [key],
     );
-    const again = await recordDeliveries(tdb.handle.db, [delivery(key, 'a@x.test'), delivery(key, 'b@x.test')], {
+    const again = await recordDeliveries(tdb.handle.db, event(key), [delivery('a@x.test'), delivery('b@x.test')], {
       leaseMs: 60_000,
       max: 5,
     });
@@ -131,7 +134,7 @@ describe('recording an event’s deliveries', () => {
     expect([...again.claimed]).toEqual([again.rows[1]?.id]);
     // Without a claim (no SMTP configured): recorded, claimed by nobody.
     const key2 = `approval_submitted-noclaim-${Date.now()}`;
-    const none = await recordDeliveries(tdb.handle.db, [delivery(key2, 'a@x.test')]);
+    const none = await recordDeliveries(tdb.handle.db, event(key2), [delivery('a@x.test')]);
     expect(none.claimed.size).toBe(0);
     expect(none.rows[0]).toMatchObject({ status: 'pending', attempts: 0, claimed_until: null });
   });
@@ -148,7 +151,7 @@ describe('recording an event’s deliveries', () => {
          VALUES ($1, $2, 'approval_submitted', 'a@x.test', 'Approval needed')`,
         [org.orgId, key],
       );
-      const recording = recordDeliveries(tdb.handle.db, [delivery(key, 'a@x.test'), delivery(key, 'b@x.test')], {
+      const recording = recordDeliveries(tdb.handle.db, event(key), [delivery('a@x.test'), delivery('b@x.test')], {
         leaseMs: 60_000,
         max: 5,
       });

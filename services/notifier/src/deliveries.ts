@@ -99,14 +99,8 @@ export async function deliver(deps: DeliveryDeps, plan: DeliveryPlan, attempt: A
   const { db, log, mailer } = deps;
   const { rows, inserted, claimed } = await notifications.recordDeliveries(
     db,
-    plan.recipients.map((r) => ({
-      orgId: plan.orgId,
-      eventKey: plan.eventKey,
-      kind: plan.kind,
-      recipient: r.key,
-      subject: plan.mail.subject,
-      skipReason: r.skipReason ?? (mailer ? null : NO_SMTP_REASON),
-    })),
+    { orgId: plan.orgId, eventKey: plan.eventKey, kind: plan.kind, subject: plan.mail.subject },
+    plan.recipients.map((r) => ({ recipient: r.key, skipReason: r.skipReason ?? (mailer ? null : NO_SMTP_REASON) })),
     mailer ? { leaseMs: deps.leaseMs, max: CLAIMS_ON_RECORD } : undefined,
   );
   let skipped = inserted.filter((r) => r.status === 'skipped');

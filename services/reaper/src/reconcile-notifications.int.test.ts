@@ -46,9 +46,11 @@ describe('notification reconciliation', () => {
       const third = await p.submit(requester, p.org.gated.id, 'lost-mail-3.example.test');
       await p.drain();
       const eventKey = jobIds.notification('approval_submitted', third.approvalId);
-      const { rows } = await deliveries.recordDeliveries(p.db, [
-        { orgId: p.org.orgId, eventKey, kind: 'approval_submitted', recipient: 'operator1@example.test', subject: 'x' },
-      ]);
+      const { rows } = await deliveries.recordDeliveries(
+        p.db,
+        { orgId: p.org.orgId, eventKey, kind: 'approval_submitted', subject: 'x' },
+        [{ recipient: 'operator1@example.test' }],
+      );
       await deliveries.claimDelivery(p.db, rows[0]?.id ?? '', 100);
       // ...and its request decided meanwhile: the stuck delivery still goes out, the others are skipped.
       await approve(p.db, p.org.operator2, third.approvalId, null);
