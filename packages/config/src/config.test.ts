@@ -13,6 +13,8 @@ describe('loadConfig', () => {
     expect(c.queuePrefix).toBe('{countersign}');
     expect(c.httpPort).toBe(8080);
     expect(c.smtpUrl).toBeNull();
+    expect(c.databaseStatementCache).toBe(200);
+    expect(loadConfig('api', { ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '0' }).databaseStatementCache).toBe(0);
     expect(loadConfig('issuer', base).metricsPort).toBe(9466);
   });
 
@@ -28,6 +30,7 @@ describe('loadConfig', () => {
     ],
     [{ ...base, COUNTERSIGN_HTTP_PORT: '99999' }, 'COUNTERSIGN_HTTP_PORT', /between/],
     [{ ...base, COUNTERSIGN_SMTP_URL: 'http://mail' }, 'COUNTERSIGN_SMTP_URL', /smtp/],
+    [{ ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '-1' }, 'COUNTERSIGN_DATABASE_STATEMENT_CACHE', /between/],
   ])('names the bad variable %#', (env, variable, message) => {
     try {
       loadConfig('api', env as Record<string, string>);

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
+import { NamingPool, StatementNames } from './statement-cache.ts';
 
 export type Db = Kysely<Database>;
 export type Tx = Transaction<Database>;
@@ -31,7 +32,15 @@ export interface DatabaseOptions {
   readonly poolSize?: number;
   readonly applicationName?: string;
   readonly onError?: (err: Error) => void;
+  /**
+   * Distinct parameterised SQL texts sent as named (prepared) statements, per
+   * process; 0 sends every statement unnamed (see statement-cache.ts).
+   */
+  readonly statementCacheSize?: number;
 }
+
+/** Enough for every fixed-shape statement a service runs, with room for the IN-list lengths it sees most. */
+export const DEFAULT_STATEMENT_CACHE_SIZE = 200;
 
 export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
   const pool = new pg.Pool({
@@ -51,7 +60,11 @@ export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
   pool.on('connect', (client) => {
     client.on('error', () => {});
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const cacheSize = opts.statementCacheSize ?? DEFAULT_STATEMENT_CACHE_SIZE;
+  const dialect = new PostgresDialect({
+    pool: cacheSize > 0 ? new NamingPool(pool, new StatementNames(cacheSize)) : pool,
+  });
+  const db = new Kysely<Database>({ dialect });
   return {
     db,
     pool,

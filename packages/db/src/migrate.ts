@@ -33,7 +33,13 @@ const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 
 /** Runs pending migrations. Must connect as the owner role, never the services' role. */
 export async function migrateToLatest(ownerUrl: string): Promise<string[]> {
-  const { db, close } = createDatabase({ url: ownerUrl, poolSize: 1, applicationName: 'countersign-migrate' });
+  const { db, close } = createDatabase({
+    url: ownerUrl,
+    poolSize: 1,
+    applicationName: 'countersign-migrate',
+    // Each migration's SQL runs once: nothing to gain from keeping statements prepared on the owner's session.
+    statementCacheSize: 0,
+  });
   try {
     const migrator = new Migrator({ db, provider });
     const { error, results } = await migrator.migrateToLatest();
