@@ -1,5 +1,6 @@
 import type { ApprovalState } from '@countersign/domain';
 import { sql } from 'kysely';
+import { anyOf } from './any-of.ts';
 import type { KeysetPosition } from './cursor.ts';
 import { backgroundRead, type Db, type Executor } from './database.ts';
 import type { ApprovalRow } from './schema.ts';
@@ -60,7 +61,11 @@ export async function findApprovalById(ex: Executor, id: string) {
 /** What the outbox relay needs to schedule first reminders: state and escalation time of several requests. */
 export async function findEscalationStarts(ex: Executor, ids: readonly string[]) {
   if (ids.length === 0) return [];
-  return ex.selectFrom('approval_requests').select(['id', 'state', 'escalate_at']).where('id', 'in', ids).execute();
+  return ex
+    .selectFrom('approval_requests')
+    .select(['id', 'state', 'escalate_at'])
+    .where('id', '=', anyOf(ids))
+    .execute();
 }
 
 export async function findApprovalByJob(ex: Executor, jobId: string) {
@@ -108,7 +113,7 @@ export async function listVotes(ex: Executor, approvalIds: readonly string[]) {
   return ex
     .selectFrom('approval_votes')
     .selectAll()
-    .where('approval_id', 'in', approvalIds)
+    .where('approval_id', '=', anyOf(approvalIds))
     .orderBy('voted_at')
     .execute();
 }

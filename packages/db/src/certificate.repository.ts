@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { anyOf } from './any-of.ts';
 import type { KeysetPosition } from './cursor.ts';
 import type { Executor } from './database.ts';
 
@@ -119,7 +120,7 @@ export async function listVersions(ex: Executor, certificateId: string) {
 
 export async function findVersionsByIds(ex: Executor, ids: readonly string[]) {
   if (ids.length === 0) return [];
-  return ex.selectFrom('certificate_versions').selectAll().where('id', 'in', ids).execute();
+  return ex.selectFrom('certificate_versions').selectAll().where('id', '=', anyOf(ids)).execute();
 }
 
 /**

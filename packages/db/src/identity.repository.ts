@@ -1,4 +1,5 @@
 import type { Role } from '@countersign/domain';
+import { anyOf } from './any-of.ts';
 import type { Executor } from './database.ts';
 
 /** Orgs, principals and API keys. */
@@ -32,7 +33,7 @@ export async function findPrincipal(ex: Executor, orgId: string, id: string) {
 
 export async function findPrincipals(ex: Executor, orgId: string, ids: readonly string[]) {
   if (ids.length === 0) return [];
-  return ex.selectFrom('principals').selectAll().where('org_id', '=', orgId).where('id', 'in', ids).execute();
+  return ex.selectFrom('principals').selectAll().where('org_id', '=', orgId).where('id', '=', anyOf(ids)).execute();
 }
 
 export async function listPrincipals(ex: Executor, orgId: string) {

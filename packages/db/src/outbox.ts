@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { anyOf } from './any-of.ts';
 import type { Executor } from './database.ts';
 
 /**
@@ -53,7 +54,7 @@ export async function claimOutbox(ex: Executor, limit: number): Promise<OutboxRo
 
 export async function deleteOutbox(ex: Executor, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await ex.deleteFrom('outbox').where('id', 'in', ids).execute();
+  await ex.deleteFrom('outbox').where('id', '=', anyOf(ids)).execute();
 }
 
 /** Age of the oldest unpublished event, for countersign_outbox_lag_seconds. */

@@ -1,7 +1,9 @@
 import { createTestDatabase, type TestDatabase } from '@countersign/testing';
 import { type Kysely, sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { listVotes } from './approval.repository.ts';
 import { createDatabase, type DatabaseHandle } from './database.ts';
+import { deleteOutbox } from './outbox.ts';
 
 /**
  * Named statements against real PostgreSQL: which statements are prepared,
@@ -82,6 +84,22 @@ describe('named statements', () => {
     const third = await db.selectFrom('scratch').select('label').where('id', '>', 99).execute();
     expect(third).toEqual([{ label: expect.any(String) }]);
     expect((await prepared(db)).map((p) => p.name)).toEqual(['countersign_1', 'countersign_2']);
+  });
+
+  it('take one name for a list of ids whatever its length (= ANY of one array, not IN of n parameters)', async () => {
+    const db = open();
+    const ids = (n: number) =>
+      Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    for (const n of [1, 3, 50]) {
+      expect(await listVotes(db as never, ids(n))).toEqual([]);
+      await deleteOutbox(
+        db as never,
+        ids(n).map((_, i) => String(i + 1)),
+      );
+    }
+    const texts = (await prepared(db)).map((p) => p.statement);
+    expect(texts).toHaveLength(2);
+    expect(texts.every((t) => t.includes('any($1)'))).toBe(true);
   });
 
   it('are off at capacity 0', async () => {
