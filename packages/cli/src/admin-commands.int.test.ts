@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@countersign/testing';
-import { authenticateApiKey } from '@countersign/workflow';
+import { authenticateApiKey, parseApiKey } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 /** The operator commands, run as the real binary against a real database. */
@@ -33,7 +34,12 @@ describe('countersign bootstrap and db migrate', () => {
       'SELECT secret_hash FROM api_keys WHERE principal_id = $1',
       [out.admin_id],
     );
-    expect(stored.rows[0]?.secret_hash.toString('hex')).not.toContain(out.api_key.split('_')[2]);
+    // Stored hashed, never as given. (The secret is base64url and may itself hold '_': parse it, never split.)
+    const secret = parseApiKey(out.api_key)?.secret ?? '';
+    expect(secret.length).toBeGreaterThan(20);
+    const hash = stored.rows[0]?.secret_hash;
+    expect(hash?.equals(createHash('sha256').update(secret, 'utf8').digest())).toBe(true);
+    expect(hash?.includes(Buffer.from(secret, 'utf8'))).toBe(false);
     const again = run(['bootstrap', '--org', 'acme', '--json'], { COUNTERSIGN_DATABASE_URL: tdb.appUrl });
     expect(again.status).toBe(2);
     expect(again.stderr).toContain('already exists');
