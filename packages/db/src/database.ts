@@ -39,7 +39,10 @@ export interface DatabaseOptions {
   readonly statementCacheSize?: number;
 }
 
-/** Enough for every fixed-shape statement a service runs, with room for the IN-list lengths it sees most. */
+/**
+ * Enough for every statement shape a service runs, with room to spare (the
+ * config's COUNTERSIGN_DATABASE_STATEMENT_CACHE default is the same number).
+ */
 export const DEFAULT_STATEMENT_CACHE_SIZE = 200;
 
 export function createDatabase(opts: DatabaseOptions): DatabaseHandle {

@@ -16,9 +16,9 @@ import type pg from 'pg';
  * Each distinct SQL text with parameters gets a name, per process, up to
  * `capacity` texts: a statement stays prepared on a connection for the
  * connection's life, so the number of texts bounds the backend memory they
- * hold. Texts past the capacity (a long tail of IN-list lengths, say) run
- * unnamed, as before. Statements without parameters (BEGIN, COMMIT) keep the
- * simple protocol.
+ * hold. Texts past the capacity run unnamed, as before; lists of ids are
+ * one array parameter (any-of.ts), so their length does not make new texts.
+ * Statements without parameters (BEGIN, COMMIT) keep the simple protocol.
  *
  * A migration that adds or drops a column of a table read with `SELECT *` or
  * `RETURNING *` invalidates the prepared statement's result type, and

@@ -10,6 +10,15 @@ import type { DecisionResult } from '@countersign/workflow';
  * dies after publishing but before commit, the rows are published again and
  * the deterministic job ids (plus idempotent consumers) absorb the repeat.
  */
+/** The mail job for a request submitted or decided: one per request and kind (its job id dedupes replays). */
+function approvalNotice(
+  kind: 'approval_submitted' | 'approval_decided',
+  org_id: string,
+  approval_id: string,
+): JobSpec<'notifications'> {
+  return { data: { kind, org_id, approval_id }, opts: { jobId: jobIds.notification(kind, approval_id) } };
+}
+
 export interface RelayDeps {
   readonly db: Db;
   readonly log: Logger;
@@ -45,10 +54,7 @@ export function createRelay(deps: RelayDeps) {
         }
         case 'approval.submitted': {
           const { approval_id } = row.payload as { approval_id: string };
-          notifications.push({
-            data: { kind: 'approval_submitted', org_id: row.org_id, approval_id },
-            opts: { jobId: jobIds.notification('approval_submitted', approval_id) },
-          });
+          notifications.push(approvalNotice('approval_submitted', row.org_id, approval_id));
           const approval = requests.get(approval_id);
           if (approval?.escalate_at && approval.state === 'pending') {
             notifications.push({
@@ -63,10 +69,7 @@ export function createRelay(deps: RelayDeps) {
         }
         case 'approval.decided': {
           const { approval_id } = row.payload as { approval_id: string };
-          notifications.push({
-            data: { kind: 'approval_decided', org_id: row.org_id, approval_id },
-            opts: { jobId: jobIds.notification('approval_decided', approval_id) },
-          });
+          notifications.push(approvalNotice('approval_decided', row.org_id, approval_id));
           break;
         }
         case 'certificate.issued': {
