@@ -205,29 +205,41 @@ export async function countPendingByProfile(db: Db): Promise<{ profile_id: strin
 /** A request the reaper expired, and whether its job was cancelled with it. */
 export interface ExpiredApproval {
   readonly id: string;
-  readonly org_id: string;
   readonly job_id: string;
   readonly profile_id: string;
-  readonly requested_at: Date;
-  readonly expires_at: Date;
-  readonly decided_at: Date;
+  /** From the request to its expiry. */
+  readonly waited_seconds: number;
   /** False when the job had already left awaiting_approval (nothing to cancel). */
   readonly job_cancelled: boolean;
 }
 
 /**
- * Expires up to `limit` pending requests past their deadline, cancels their
- * jobs ('approval expired') and queues one outbox event each, in one statement:
- * the reaper must clear a large backlog quickly, and shipping thousands of ids
- * back and forth for the job and outbox statements cost more than the updates
- * themselves. Rows are claimed with SKIP LOCKED so several reapers share the
- * work; every change is still compare-and-set (`pending`, `awaiting_approval`).
+ * Expires up to `limit` pending requests past their deadline, in one
+ * statement: the requests, their jobs (cancelled, 'approval expired'), one
+ * outbox event each (the requester's mail) and one `approval_expired` audit
+ * record each, staged per org like appendAuditMany's and sealed into the chain
+ * at COMMIT. The reaper must clear a large backlog quickly: shipping every
+ * expired row to the service and its audit records back (canonical details
+ * and bodies as 1.7 MB of array text per 2,000 rows) cost more than the
+ * updates themselves.
+ *
+ * The records are rendered here exactly as canonicalAuditBody renders them
+ * (RFC 8785: members in code-unit order, no whitespace, timestamps as
+ * JavaScript's toISOString), and their details text is stored verbatim, so
+ * the verifier hashes the same bytes (approval.repository.int.test.ts checks
+ * both against the TypeScript rendering). Every string but the actor's is a
+ * uuid, a fixed word or a timestamp; the actor's goes through to_json.
+ *
+ * Rows are claimed with SKIP LOCKED so several reapers share the work; every
+ * change is still compare-and-set (`pending`, `awaiting_approval`). Orgs are
+ * staged in uuid order, as appendAuditMany stages them, so two transactions
+ * lock chain heads in the same order at COMMIT.
  */
 export async function expireBatch(
   ex: Executor,
   now: Date,
   limit: number,
-  decidedBy: string,
+  actor: { readonly id: string; readonly type: string },
 ): Promise<ExpiredApproval[]> {
   const { rows } = await sql<ExpiredApproval>`
     WITH due AS (
@@ -237,7 +249,7 @@ export async function expireBatch(
        FOR UPDATE SKIP LOCKED
     ), expired AS (
       UPDATE approval_requests a
-         SET state = 'expired', decided_by = ${decidedBy}, decided_by_type = 'system', decided_at = now(),
+         SET state = 'expired', decided_by = ${actor.id}, decided_by_type = ${actor.type}, decided_at = now(),
              decision_note = 'approval expired'
        WHERE a.id = ANY (ARRAY(SELECT id FROM due)) AND a.state = 'pending'
        RETURNING a.id, a.org_id, a.job_id, a.profile_id, a.requested_at, a.expires_at, a.decided_at
@@ -249,9 +261,42 @@ export async function expireBatch(
     ), mailed AS (
       INSERT INTO outbox (org_id, topic, payload)
       SELECT org_id, 'approval.decided', jsonb_build_object('approval_id', id, 'outcome', 'expired') FROM expired
+    ), outcome AS (
+      SELECT e.*, c.id IS NOT NULL AS job_cancelled FROM expired e LEFT JOIN cancelled c ON c.id = e.job_id
+    ), record AS (
+      SELECT o.org_id, o.id, o.expires_at,
+             '{"decided_at":"' || to_char(o.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+             || '","error":"approval expired","expires_at":"'
+             || to_char(o.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+             || '","job_id":"' || o.job_id || '","job_status":'
+             || CASE WHEN o.job_cancelled THEN '"cancelled"' ELSE 'null' END || ',"state":"expired"}' AS details
+        FROM outcome o
+    ), stamp AS (
+      -- The records' time, to the millisecond as the body renders it (and as appendAuditMany stores it).
+      SELECT date_trunc('milliseconds', now()) AS at
+    ), staged AS (
+      INSERT INTO audit_staging_batches
+        (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
+      SELECT r.org_id, s.at,
+             array_agg(${actor.id}::text ORDER BY r.expires_at, r.id),
+             array_agg(${actor.type}::text ORDER BY r.expires_at, r.id),
+             array_agg('approval_expired'::text ORDER BY r.expires_at, r.id),
+             array_agg('approval'::text ORDER BY r.expires_at, r.id),
+             array_agg(r.id::text ORDER BY r.expires_at, r.id),
+             array_agg(r.details::json ORDER BY r.expires_at, r.id),
+             array_agg(convert_to(
+               '{"action":"approval_expired","actor_id":' || to_json(${actor.id}::text)::text
+               || ',"actor_type":' || to_json(${actor.type}::text)::text
+               || ',"at":"' || to_char(s.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+               || '","details":' || r.details || ',"org_id":"' || r.org_id || '","resource_id":"' || r.id
+               || '","resource_type":"approval"}', 'UTF8') ORDER BY r.expires_at, r.id)
+        FROM record r CROSS JOIN stamp s
+       GROUP BY r.org_id, s.at
+       ORDER BY r.org_id
     )
-    SELECT e.*, c.id IS NOT NULL AS job_cancelled
-      FROM expired e LEFT JOIN cancelled c ON c.id = e.job_id
+    SELECT id, job_id, profile_id, job_cancelled,
+           extract(epoch FROM decided_at - requested_at)::float8 AS waited_seconds
+      FROM outcome
   `.execute(ex);
   return rows;
 }

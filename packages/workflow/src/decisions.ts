@@ -191,38 +191,14 @@ export async function voidRequest(db: Db, p: Principal, approvalId: string, reas
 
 /**
  * Expires up to `limit` requests past their deadline, as `system-reaper`, in
- * two set-based statements: the requests with their jobs (cancelled with
- * 'approval expired') and one outbox event each, then one audit record per
- * request.
+ * one set-based statement: the requests, their jobs (cancelled with
+ * 'approval expired'), one outbox event and one audit record each
+ * (approvals.expireBatch).
  * Safe to run late, twice or on several reapers at once: rows are claimed with
  * SKIP LOCKED and each change is compare-and-set.
  */
 export async function expireDue(db: Db, now: Date, limit: number): Promise<approvals.ExpiredApproval[]> {
-  return db.transaction().execute(async (tx) => {
-    const expired = await approvals.expireBatch(tx, now, limit, SYSTEM_ACTORS.reaper.id);
-    // One record per request; appendAuditMany stages them per org, orgs in a fixed order.
-    await appendAuditMany(
-      tx,
-      expired.map(
-        (a): AuditEntry => ({
-          orgId: a.org_id,
-          actor: SYSTEM_ACTORS.reaper,
-          action: 'approval_expired',
-          resourceType: 'approval',
-          resourceId: a.id,
-          details: {
-            state: 'expired',
-            job_id: a.job_id,
-            job_status: a.job_cancelled ? 'cancelled' : null,
-            error: 'approval expired',
-            expires_at: a.expires_at.toISOString(),
-            decided_at: a.decided_at.toISOString(),
-          },
-        }),
-      ),
-    );
-    return expired;
-  });
+  return db.transaction().execute((tx) => approvals.expireBatch(tx, now, limit, SYSTEM_ACTORS.reaper));
 }
 
 /**

@@ -28,10 +28,9 @@ export function expireApprovalsTask(deps: ExpireDeps) {
       const rows = await expireDue(deps.db, deps.now?.() ?? new Date(), deps.batchSize);
       batches++;
       for (const a of rows) {
-        const waited = ((a.decided_at ?? new Date()).getTime() - a.requested_at.getTime()) / 1000;
-        deps.onExpired({ profileId: a.profile_id, waitedSeconds: waited });
+        deps.onExpired({ profileId: a.profile_id, waitedSeconds: a.waited_seconds });
         // Each expiry is in the audit ledger; the log gets one line per batch (a backlog can be large).
-        deps.log.debug({ approval_id: a.id, job_id: a.job_id, expires_at: a.expires_at }, 'approval request expired');
+        deps.log.debug({ approval_id: a.id, job_id: a.job_id }, 'approval request expired');
       }
       if (rows.length > 0) deps.log.info({ expired: rows.length }, 'approval requests expired');
       expired += rows.length;
