@@ -266,6 +266,7 @@ describe('docker compose (docker-compose.yml)', () => {
     );
     expect(services.redis?.command.join(' ')).toMatch(/--maxmemory-policy noeviction/);
     expect(services.redis?.command.join(' ')).toMatch(/--appendonly yes/);
+    expect(services.postgres?.command).toEqual(['postgres', '-c', 'shared_buffers=512MB']);
   });
 
   it('every long-running service has a healthcheck, the Countersign ones on their readiness endpoint', () => {

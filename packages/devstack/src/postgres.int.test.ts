@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureLocalBinaries } from './binaries.ts';
 import { isPortOpen } from './free-port.ts';
-import { startPostgres } from './postgres.ts';
+import { defaultSharedBuffersMb, startPostgres } from './postgres.ts';
 import { captureLog, makeTempDir } from './test-helpers.ts';
 
 async function query<T extends pg.QueryResultRow>(url: string, sql: string): Promise<T[]> {
@@ -15,6 +15,15 @@ async function query<T extends pg.QueryResultRow>(url: string, sql: string): Pro
     await client.end();
   }
 }
+
+describe('defaultSharedBuffersMb', () => {
+  it('is a sixteenth of the memory, at least 128 MB and at most 1 GB', () => {
+    const gib = 2 ** 30;
+    expect(defaultSharedBuffersMb(1 * gib)).toBe(128);
+    expect(defaultSharedBuffersMb(4 * gib)).toBe(256);
+    expect(defaultSharedBuffersMb(24 * gib)).toBe(1024);
+  });
+});
 
 describe('startPostgres', () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -41,7 +50,8 @@ describe('startPostgres', () => {
       const settings = await query<{ name: string; setting: string }>(
         server.url,
         `SELECT name, setting FROM pg_settings
-         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'max_connections', 'listen_addresses', 'server_encoding')
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'max_connections', 'listen_addresses',
+                        'server_encoding', 'shared_buffers')
          ORDER BY name`,
       );
       expect(Object.fromEntries(settings.map((s) => [s.name, s.setting]))).toEqual({
@@ -50,6 +60,8 @@ describe('startPostgres', () => {
         listen_addresses: '127.0.0.1',
         max_connections: '300',
         server_encoding: 'UTF8',
+        // In 8 kB pages.
+        shared_buffers: String((defaultSharedBuffersMb() * 1024) / 8),
         synchronous_commit: 'off',
       });
     } finally {
