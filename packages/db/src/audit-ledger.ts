@@ -5,7 +5,9 @@ import { canonicalJson } from './canonical-json.ts';
 import type { Executor } from './database.ts';
 
 /**
- * The one way anything is written to the audit ledger. Each record extends its
+ * The way records are written to the audit ledger (the one exception is the
+ * reaper's expiry, approvals.expireBatch, which renders its records in SQL to
+ * these same bytes and stages them the same way). Each record extends its
  * org's SHA-256 chain in the caller's transaction (SPEC §1.6):
  *   hash = SHA-256(prev_hash || seq as 8-byte big-endian || canonical body)
  * where the canonical body is the RFC 8785 JSON of the record's own columns.

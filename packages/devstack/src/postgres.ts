@@ -330,9 +330,8 @@ async function ensureCluster(
 
 /**
  * PostgreSQL's own default of 128 MB is sized for the smallest machines: with
- * the benchmark's million requests the working set no longer fit, and every
- * batch of the reaper read and wrote back evicted pages (100,000 expiries:
- * 12.6-13.3 s against 10.4-11.2 s with 1 GB). A sixteenth of the memory,
+ * the benchmark's million requests stored, expiring 100,000 took 12.6-13.3 s
+ * against 10.4-11.2 s with 1 GB (A/B, docs/performance.md). A sixteenth of the memory,
  * between 128 MB and 1 GB, leaves most of it to the services and the page
  * cache; the pages are touched only as they are used. `settings` overrides it.
  */
