@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { createDatabase, migrateToLatest, provisionDatabase } from '@countersign/db';
 import {
   ensureLocalBinaries,
-  freePort,
   type PostgresServer,
   type RedisServer,
   type SmtpSink,
@@ -12,6 +11,7 @@ import {
   startSmtpSink,
 } from '@countersign/devstack';
 import { type DemoOrg, seedDemo } from './demo-seed.ts';
+import { portAllocator } from './port-allocator.ts';
 import {
   BACKGROUND_SERVICES,
   parseNice,
@@ -142,7 +142,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     }
   }
 
-  const apiPort = opts.apiPort ?? (await freePort());
+  const ports = portAllocator();
+  if (opts.apiPort) ports.reserve(opts.apiPort);
+  const apiPort = opts.apiPort ?? (await ports.next());
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -171,7 +173,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const n = (counters.get(name) ?? 0) + 1;
     counters.set(name, n);
     const id = n === 1 ? name : `${name}-${n}`;
-    const metricsPort = await freePort();
+    const metricsPort = await ports.next();
     const p = serviceProcess(name, {
       id,
       env: { ...env, COUNTERSIGN_METRICS_PORT: String(metricsPort) },
@@ -204,6 +206,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       60_000,
       services.find((s) => s.name === 'api'),
     );
+    // A probe answered by the wrong process (a port taken by another) would pass: every service must
+    // still be running once all have answered.
+    const gone = services.filter((s) => !s.running());
+    if (gone.length > 0) {
+      throw new Error(
+        `${gone.map((s) => s.id).join(', ')} exited during start-up (see ${gone[0]?.logFile ?? 'its output'})`,
+      );
+    }
   } catch (err) {
     await stopAll();
     throw err;
