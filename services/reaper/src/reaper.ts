@@ -184,7 +184,9 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
       if (!task) throw new UnrecoverableError(`no handler for maintenance task "${job.name}"`);
       return run(task);
     },
-    // One slot per task, so a long audit verification never delays an expiry run.
+    // A slot per task, so a long audit verification never delays an expiry run. BullMQ does not keep
+    // one task to one slot: a run that outlasts its interval overlaps the next (every task is safe to
+    // run twice at once; docs/performance.md measured limiting expiry to one run, and did not keep it).
     { concurrency: MAINTENANCE_TASKS.length },
   );
   worker.on('failed', (job, err) => log.error({ task: job?.name, err: err.message }, 'maintenance task failed'));
