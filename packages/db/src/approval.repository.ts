@@ -278,10 +278,11 @@ export async function expireBatch(
       INSERT INTO audit_staging_batches
         (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
       SELECT r.org_id, s.at,
-             array_agg(${actor.id}::text ORDER BY r.expires_at, r.id),
-             array_agg(${actor.type}::text ORDER BY r.expires_at, r.id),
-             array_agg('approval_expired'::text ORDER BY r.expires_at, r.id),
-             array_agg('approval'::text ORDER BY r.expires_at, r.id),
+             -- The same for every record: filled, not aggregated (each ordered aggregate sorts the batch again).
+             array_fill(${actor.id}::text, ARRAY[count(*)::int]),
+             array_fill(${actor.type}::text, ARRAY[count(*)::int]),
+             array_fill('approval_expired'::text, ARRAY[count(*)::int]),
+             array_fill('approval'::text, ARRAY[count(*)::int]),
              array_agg(r.id::text ORDER BY r.expires_at, r.id),
              array_agg(r.details::json ORDER BY r.expires_at, r.id),
              array_agg(convert_to(

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { approvals, canonicalAuditBody, canonicalJson, verifyAllChains } from '@countersign/db';
+import { approvals, canonicalAuditBody, canonicalJson, chainHash, verifyAllChains } from '@countersign/db';
 import { actorOf } from '@countersign/domain';
 import { createTestDatabase, csrFor, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,11 +123,7 @@ describe('expiry audit records', () => {
         resourceId: r.resource_id,
         details,
       });
-      const seq = Buffer.alloc(8);
-      seq.writeBigInt64BE(BigInt(r.seq));
-      expect(createHash('sha256').update(r.prev_hash).update(seq).update(body).digest().toString('hex')).toBe(
-        r.hash.toString('hex'),
-      );
+      expect(chainHash(r.prev_hash, BigInt(r.seq), body).toString('hex')).toBe(r.hash.toString('hex'));
     }
     const report = await verifyAllChains(tdb.handle, { mode: 'full' });
     expect(report.failures).toEqual([]);
@@ -151,15 +146,7 @@ describe('expiry audit records', () => {
       resourceId: r?.approvalId ?? '',
       details: JSON.parse(stored?.details_text ?? '{}'),
     });
-    const seq = Buffer.alloc(8);
-    seq.writeBigInt64BE(BigInt(stored?.seq ?? 0));
-    expect(
-      createHash('sha256')
-        .update(stored?.prev_hash ?? '')
-        .update(seq)
-        .update(body)
-        .digest(),
-    ).toEqual(stored?.hash);
+    expect(chainHash(stored?.prev_hash ?? Buffer.alloc(32), BigInt(stored?.seq ?? 0), body)).toEqual(stored?.hash);
     expect((await verifyAllChains(tdb.handle, { mode: 'full' })).ok).toBe(true);
   });
 
