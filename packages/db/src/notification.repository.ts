@@ -229,6 +229,8 @@ export interface NotificationEvent {
   readonly event_key: string;
   /** true: no delivery was ever recorded; false: some are still pending with no live claim. */
   readonly unrecorded: boolean;
+  /** When it happened, to the millisecond: with event_key, the page's keyset position. */
+  readonly at: Date;
 }
 
 /**
@@ -243,40 +245,58 @@ export interface NotificationEvent {
  */
 export async function findUndeliveredEvents(
   ex: Executor,
-  q: { graceMs: number; windowMs: number; limit: number },
+  q: {
+    graceMs: number;
+    windowMs: number;
+    limit: number;
+    /** The last event of the previous page: the page starts after it, in (at, event_key) order. */
+    after?: { at: Date; eventKey: string } | null;
+  },
 ): Promise<NotificationEvent[]> {
   const grace = sql`now() - make_interval(secs => ${q.graceMs / 1000})`;
   const window = sql`now() - make_interval(secs => ${q.windowMs / 1000})`;
+  // Each kind's scan starts at the cursor's millisecond; the exact keyset test is on the outer rows.
+  const since = (col: ReturnType<typeof sql.ref>) => (q.after ? sql`${col} >= ${q.after.at}` : sql`true`);
+  const afterCursor = q.after
+    ? sql`(e.at, e.kind || '-' || e.ref) > (${q.after.at}::timestamptz, ${q.after.eventKey}::text)`
+    : sql`true`;
   const { rows } = await sql<NotificationEvent>`
     WITH happened AS (
-      SELECT 'approval_submitted' AS kind, a.id AS ref, a.requested_at AS at
+      -- Times to the millisecond, as a JavaScript Date carries the cursor: an expiry batch decides
+      -- thousands of requests at one now(), and a cursor rounded below them would return them forever.
+      SELECT 'approval_submitted' AS kind, a.id AS ref, date_trunc('milliseconds', a.requested_at) AS at
       FROM approval_requests a
       -- Within the window like the other kinds (older lost mail is past being useful), which also keeps
       -- this a range scan of approvals_requested_at rather than a scan of every pending request.
-      WHERE a.requested_at > ${window} AND a.requested_at < ${grace}
+      WHERE a.requested_at > ${window} AND a.requested_at < ${grace} AND ${since(sql.ref('a.requested_at'))}
       UNION ALL
-      SELECT 'approval_decided', a.id, a.decided_at
+      SELECT 'approval_decided', a.id, date_trunc('milliseconds', a.decided_at)
       FROM approval_requests a WHERE a.decided_at IS NOT NULL AND a.decided_at > ${window} AND a.decided_at < ${grace}
+        AND ${since(sql.ref('a.decided_at'))}
       UNION ALL
-      SELECT 'certificate_issued', v.id, v.created_at
+      SELECT 'certificate_issued', v.id, date_trunc('milliseconds', v.created_at)
       FROM certificate_versions v WHERE v.created_at > ${window} AND v.created_at < ${grace}
+        AND ${since(sql.ref('v.created_at'))}
     ), unrecorded AS (
       SELECT h.kind, h.ref, h.at, true AS unrecorded FROM happened h
       WHERE NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.event_key = h.kind || '-' || h.ref)
     ), stuck AS (
       SELECT DISTINCT ON (d.event_key) d.kind, substr(d.event_key, length(d.kind) + 2)::uuid AS ref,
-             d.created_at AS at, false AS unrecorded
+             date_trunc('milliseconds', d.created_at) AS at, false AS unrecorded
       FROM notification_deliveries d
       WHERE d.status = 'pending' AND d.kind IN ('approval_submitted', 'approval_decided', 'certificate_issued')
         AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND d.updated_at < ${grace}
+        AND ${since(sql.ref('d.created_at'))}
+      ORDER BY d.event_key, d.created_at
     )
-    SELECT e.kind, e.unrecorded, coalesce(a.org_id, v.org_id) AS org_id,
+    SELECT e.kind, e.unrecorded, e.at, coalesce(a.org_id, v.org_id) AS org_id,
            CASE WHEN e.kind = 'certificate_issued' THEN NULL ELSE e.ref END AS approval_id,
            v.job_id, v.id AS version_id, e.kind || '-' || e.ref AS event_key
     FROM (SELECT * FROM unrecorded UNION ALL SELECT * FROM stuck) e
     LEFT JOIN approval_requests a ON e.kind <> 'certificate_issued' AND a.id = e.ref
     LEFT JOIN certificate_versions v ON e.kind = 'certificate_issued' AND v.id = e.ref
-    ORDER BY e.at
+    WHERE ${afterCursor}
+    ORDER BY e.at, e.kind || '-' || e.ref
     LIMIT ${q.limit}
   `.execute(ex);
   return rows;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { notifications as deliveries } from '@countersign/db';
 import { startRedis } from '@countersign/devstack';
 import { createRedis, jobIds } from '@countersign/queues';
-import { approve } from '@countersign/workflow';
+import { approve, expireDue } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, sleep, startPipeline } from '../../notifier/src/test/pipeline-harness.ts';
 import { startTestReaper } from './test/reaper-harness.ts';
@@ -100,6 +100,60 @@ describe('notification reconciliation', () => {
       expect(skipped.rows.length).toBe(3);
       expect(skipped.rows.every((r) => r.status === 'skipped' && r.last_error === 'request is already approved')).toBe(
         true,
+      );
+    } finally {
+      await reaper.close();
+      await admin.quit();
+      await p.close();
+    }
+  });
+  it('pages through a backlog: events decided at one instant are each seen once, a run stops at its batch cap', async () => {
+    const p = await startPipeline({ redisUrl: redis.url });
+    // Scheduled runs hourly: the runs below are the test's own.
+    const reaper = await startTestReaper(p, {
+      reconcileEveryMs: 3_600_000,
+      reconcileGraceMs: 0,
+      batchSize: 3,
+      maxBatchesPerRun: 2,
+    });
+    const admin = createRedis(redis.url, 'producer');
+    try {
+      // No notifier runs. Five submissions, then one expiry batch decides all five at a single now().
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++)
+        ids.push((await p.submit(p.org.requester, p.org.gated.id, `page${i}.example.test`)).approvalId);
+      const expired = await expireDue(p.db, new Date(Date.now() + 30 * 86_400_000), 100);
+      expect(expired.map((e) => e.id).sort()).toEqual([...ids].sort());
+      await p.drain();
+      const owed = ids.flatMap((id) => [`approval_submitted-${id}`, `approval_decided-${id}`]).sort();
+
+      const q = { graceMs: 0, windowMs: 7 * 86_400_000 };
+      const whole = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 100 });
+      expect(whole.map((e) => e.event_key).sort()).toEqual(owed);
+      // Three at a time after the last one seen: the same ten, in the same order, none twice.
+      const paged: string[] = [];
+      let after: { at: Date; eventKey: string } | null = null;
+      for (let page = 0; page < 10; page++) {
+        const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 3, after });
+        paged.push(...events.map((e) => e.event_key));
+        const last = events.at(-1);
+        if (!last || events.length < 3) break;
+        after = { at: last.at, eventKey: last.event_key };
+      }
+      expect(paged).toEqual(whole.map((e) => e.event_key));
+
+      // The messages are gone: a run of two batches of three puts back the six oldest. They come first
+      // again on the next run (their mail is still owed), now with live messages: nothing to do.
+      await admin.flushall();
+      expect(await reaper.run('reconcile-notifications')).toEqual({ checked: 6, readded: 6, replaced: 0 });
+      expect(await reaper.run('reconcile-notifications')).toEqual({ checked: 6, readded: 0, replaced: 0 });
+      const queued = await p.notifications.getJobs(['waiting']);
+      const keyOf = (d: { kind: string; approval_id?: string }) => `${d.kind}-${d.approval_id}`;
+      expect(queued.map((j) => keyOf(j.data as { kind: string; approval_id?: string })).sort()).toEqual(
+        whole
+          .slice(0, 6)
+          .map((e) => e.event_key)
+          .sort(),
       );
     } finally {
       await reaper.close();

@@ -55,42 +55,60 @@ function messageOf(e: NotificationEvent): { id: string; data: PayloadOf<'notific
 
 export function reconcileNotificationsTask(deps: ReconcileNotificationsDeps) {
   const { notifications, log } = deps;
+
+  /** Puts one event's message back when it is gone, or ended with deliveries still pending. */
+  async function reconcile(e: NotificationEvent): Promise<'readded' | 'replaced' | 'live'> {
+    const message = messageOf(e);
+    if (!message) return 'live';
+    const existing = await notifications.getJob(message.id);
+    const state = existing ? await existing.getState() : 'missing';
+    if (state === 'missing' || state === 'unknown') {
+      await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
+      log.warn({ event_key: e.event_key }, 'mail event had no queue message; published again');
+      return 'readded';
+    }
+    if ((state === 'completed' || state === 'failed') && !e.unrecorded) {
+      // It ran, yet deliveries are pending with no claim (the last attempt found them held by a notifier that died).
+      try {
+        await existing?.remove();
+      } catch (err) {
+        log.info(
+          { event_key: e.event_key, err: err instanceof Error ? err.message : String(err) },
+          'message busy; left alone',
+        );
+        return 'live';
+      }
+      await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
+      log.warn(
+        { event_key: e.event_key, queue_state: state },
+        'mail event ended with deliveries pending; published again',
+      );
+      return 'replaced';
+    }
+    return 'live';
+  }
+
   return async (): Promise<ReconcileNotificationsResult> => {
     const result: ReconcileNotificationsResult = { checked: 0, readded: 0, replaced: 0 };
-    // Events whose message is still queued come back on every run, so one bounded page rather than keyset paging.
-    const events = await deliveries.findUndeliveredEvents(deps.db, {
-      graceMs: deps.graceMs,
-      windowMs: deps.windowMs ?? DEFAULT_WINDOW_MS,
-      limit: deps.batchSize * deps.maxBatches,
-    });
-    for (const e of events) {
-      const message = messageOf(e);
-      if (!message) continue;
-      result.checked++;
-      const existing = await notifications.getJob(message.id);
-      const state = existing ? await existing.getState() : 'missing';
-      if (state === 'missing' || state === 'unknown') {
-        await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
-        result.readded++;
-        log.warn({ event_key: e.event_key }, 'mail event had no queue message; published again');
-      } else if ((state === 'completed' || state === 'failed') && !e.unrecorded) {
-        // It ran, yet deliveries are pending with no claim (the last attempt found them held by a notifier that died).
-        try {
-          await existing?.remove();
-        } catch (err) {
-          log.info(
-            { event_key: e.event_key, err: err instanceof Error ? err.message : String(err) },
-            'message busy; left alone',
-          );
-          continue;
-        }
-        await enqueue(notifications, 'notifications', message.data, { jobId: message.id });
-        result.replaced++;
-        log.warn(
-          { event_key: e.event_key, queue_state: state },
-          'mail event ended with deliveries pending; published again',
-        );
-      }
+    // Page by page in (at, event_key) order, so a run holds one page however large a mail backlog is
+    // (found when a 100,000-request expiry wave outran the notifier: runs holding 100,000 events each
+    // overran the reaper's heap). An event whose message is still queued is passed over, not repeated.
+    let after: { at: Date; eventKey: string } | null = null;
+    for (let batch = 0; batch < deps.maxBatches; batch++) {
+      const events = await deliveries.findUndeliveredEvents(deps.db, {
+        graceMs: deps.graceMs,
+        windowMs: deps.windowMs ?? DEFAULT_WINDOW_MS,
+        limit: deps.batchSize,
+        after,
+      });
+      // The page's queue lookups at once: one Redis round trip each would take minutes over a large backlog.
+      const outcomes = await Promise.all(events.map(reconcile));
+      result.checked += events.filter((e) => messageOf(e) !== null).length;
+      result.readded += outcomes.filter((o) => o === 'readded').length;
+      result.replaced += outcomes.filter((o) => o === 'replaced').length;
+      const last = events.at(-1);
+      if (!last || events.length < deps.batchSize) break;
+      after = { at: last.at, eventKey: last.event_key };
     }
     return result;
   };

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { SKIPPED, skipWhileRunning } from './skip-while-running.ts';
+
+/** A run that finishes when the test says so. */
+function gate() {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((r) => {
+    open = r;
+  });
+  return { open, opened };
+}
+
+describe('skipWhileRunning', () => {
+  it('skips a guarded key while its run is in flight, and runs it again once that ended', async () => {
+    const g = gate();
+    const calls: string[] = [];
+    const run = skipWhileRunning(
+      async (key: string) => {
+        calls.push(key);
+        await g.opened;
+        return `done ${key}`;
+      },
+      (key) => key !== 'free',
+    );
+    const first = run('reconcile');
+    expect(await run('reconcile')).toBe(SKIPPED);
+    // Another key is not held up by the first.
+    const other = run('verify');
+    g.open();
+    expect(await first).toBe('done reconcile');
+    expect(await other).toBe('done verify');
+    expect(await run('reconcile')).toBe('done reconcile');
+    expect(calls).toEqual(['reconcile', 'verify', 'reconcile']);
+  });
+
+  it('lets an unguarded key run any number of times at once', async () => {
+    const g = gate();
+    let running = 0;
+    let most = 0;
+    const run = skipWhileRunning(
+      async () => {
+        running++;
+        most = Math.max(most, running);
+        await g.opened;
+        running--;
+        return 'ok';
+      },
+      () => false,
+    );
+    const all = Promise.all([run('free'), run('free'), run('free')]);
+    g.open();
+    expect(await all).toEqual(['ok', 'ok', 'ok']);
+    expect(most).toBe(3);
+  });
+
+  it('frees the key when a run fails', async () => {
+    let fail = true;
+    const run = skipWhileRunning(
+      async () => {
+        if (fail) throw new Error('boom');
+        return 'ok';
+      },
+      () => true,
+    );
+    await expect(run('task')).rejects.toThrow('boom');
+    fail = false;
+    expect(await run('task')).toBe('ok');
+  });
+});
