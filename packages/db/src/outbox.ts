@@ -14,6 +14,12 @@ export interface OutboxEvents {
   'approval.submitted': { approval_id: string };
   /** A request reached a terminal state. */
   'approval.decided': { approval_id: string; outcome: string };
+  /**
+   * Requests of one org expired by one reaper batch: one event for the batch, which the relay
+   * fans out into each request's decision mail as for `approval.decided`. One row per request
+   * was measured at ~6% of PostgreSQL's time in a 100,000-request reap (insert, claim, delete).
+   */
+  'approvals.expired': { approval_ids: string[] };
   /** A certificate version was recorded. */
   'certificate.issued': { job_id: string; version_id: string };
 }

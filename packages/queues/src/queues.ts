@@ -67,16 +67,28 @@ export interface JobSpec<Q extends QueueName> {
 }
 
 /**
- * Adds several jobs in one Redis transaction (BullMQ addBulk: one round trip,
- * all or none), each validated against the contract first.
+ * Jobs per Redis transaction in enqueueMany. Redis runs a MULTI to its end
+ * before serving anyone else, so one expiry batch's 2,000 mails in one
+ * transaction would stall every other client for its whole length.
+ */
+export const ENQUEUE_CHUNK = 500;
+
+/**
+ * Adds several jobs, every payload validated against the contract before any
+ * is added: a batch that breaks the contract adds nothing. Up to
+ * ENQUEUE_CHUNK jobs go in one Redis transaction (BullMQ addBulk: one round
+ * trip, all or none); a failure between chunks leaves the earlier ones added,
+ * which callers publishing under deterministic job ids simply repeat.
  */
 export async function enqueueMany<Q extends QueueName>(
   queue: TypedQueue<Q>,
   name: Q,
   jobs: readonly JobSpec<Q>[],
 ): Promise<void> {
-  if (jobs.length === 0) return;
-  await queue.addBulk(jobs.map((j) => ({ name, data: validatePayload(name, j.data), opts: j.opts ?? {} })));
+  const valid = jobs.map((j) => ({ name, data: validatePayload(name, j.data), opts: j.opts ?? {} }));
+  for (let from = 0; from < valid.length; from += ENQUEUE_CHUNK) {
+    await queue.addBulk(valid.slice(from, from + ENQUEUE_CHUNK));
+  }
 }
 
 export type Handler<Q extends QueueName, R> = (data: PayloadOf<Q>, job: Job) => Promise<R>;

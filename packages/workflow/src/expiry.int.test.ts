@@ -81,6 +81,19 @@ describe('expiry audit records', () => {
     expect(first?.job_cancelled).toBe(false);
     expect(expired.filter((e) => e.job_cancelled)).toHaveLength(4);
     for (const e of expired) expect(e.waited_seconds).toBeGreaterThan(0);
+    // The requesters' mail: one outbox event per org for the batch, naming exactly that org's expired requests.
+    const events = await tdb.superuser<{ org_id: string; topic: string; payload: { approval_ids: string[] } }>(
+      `SELECT org_id, topic, payload FROM outbox WHERE topic LIKE 'approval%'`,
+    );
+    const byOrg = (org: SeededOrg, rs: { approvalId: string }[]) => ({
+      org_id: org.orgId,
+      topic: 'approvals.expired',
+      payload: { approval_ids: rs.map((r) => r.approvalId).sort() },
+    });
+    expect(events.rows.filter((e) => e.topic !== 'approval.submitted')).toEqual(
+      expect.arrayContaining([byOrg(orgA, a), byOrg(orgB, b)]),
+    );
+    expect(events.rows.filter((e) => e.topic !== 'approval.submitted')).toHaveLength(2);
 
     const records = await recordsOf(all.map((r) => r.approvalId));
     expect(records).toHaveLength(5);

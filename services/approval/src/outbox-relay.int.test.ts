@@ -4,6 +4,7 @@ import { createLogger } from '@countersign/observability';
 import {
   createRedis,
   defaultJobOptions,
+  ENQUEUE_CHUNK,
   enqueueMany,
   InvalidPayloadError,
   jobIds,
@@ -17,7 +18,7 @@ import {
   seedOrg,
   type TestDatabase,
 } from '@countersign/testing';
-import { approve, bypass, requestCertificate, requesterOf } from '@countersign/workflow';
+import { approve, bypass, expireDue, requestCertificate, requesterOf } from '@countersign/workflow';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay } from './outbox-relay.ts';
@@ -38,7 +39,7 @@ afterAll(async () => {
   await tdb?.drop();
 });
 
-function relayFor(prefix: string, withBypass = false) {
+function relayFor(prefix: string, withBypass = false, maxMessagesPerBatch?: number) {
   const issuance = openQueue('issuance', { connection: redis, prefix });
   const notifications = openQueue('notifications', { connection: redis, prefix });
   const relay = createRelay({
@@ -48,6 +49,7 @@ function relayFor(prefix: string, withBypass = false) {
     notifications,
     batchSize: 3,
     bypass: withBypass ? (id) => bypass(tdb.handle.db, id) : null,
+    ...(maxMessagesPerBatch ? { maxMessagesPerBatch } : {}),
   });
   return { relay, issuance, notifications, close: () => Promise.all([issuance.close(), notifications.close()]) };
 }
@@ -124,6 +126,38 @@ describe('outbox relay', () => {
     }
   });
 
+  it('fans one expiry batch event out into the decision mail of each expired request, a budget of messages per batch', async () => {
+    // One message per batch: the expiry event (two mails) still goes, alone; the release waits for the next batch.
+    const q = relayFor(randomQueuePrefix(), false, 1);
+    try {
+      const stale = [await submit(org.gated.id), await submit(org.gated.id)];
+      const ids = stale.map((r) => r.approval?.id ?? '');
+      await q.relay.drain();
+      await tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 minute' WHERE id = ANY($1)`, [
+        ids,
+      ]);
+      expect((await expireDue(tdb.handle.db, new Date(), 100)).map((e) => e.id).sort()).toEqual([...ids].sort());
+      const open = await submit(org.open.id);
+      const topics = await tdb.superuser<{ topic: string }>('SELECT topic FROM outbox ORDER BY id');
+      expect(topics.rows.map((r) => r.topic)).toEqual(['approvals.expired', 'job.released']);
+      // One drain empties it: a batch cut short by the budget means more is waiting.
+      await q.relay.drain();
+      expect(await outboxCount()).toBe(0);
+      expect(await q.issuance.getJob(jobIds.issuance(open.job.id))).toBeTruthy();
+      const decided = (await q.notifications.getJobs(['waiting'])).filter((j) => j.data.kind === 'approval_decided');
+      expect(decided.map((j) => j.id).sort()).toEqual(
+        ids.map((id) => jobIds.notification('approval_decided', id)).sort(),
+      );
+      expect(decided.map((j) => j.data)).toEqual(
+        expect.arrayContaining(
+          ids.map((approval_id) => ({ kind: 'approval_decided', org_id: org.orgId, approval_id })),
+        ),
+      );
+    } finally {
+      await q.close();
+    }
+  });
+
   it('publishes a batch all or nothing: one payload breaking the contract adds none of the batch', async () => {
     const q = relayFor(randomQueuePrefix());
     try {
@@ -136,6 +170,18 @@ describe('outbox relay', () => {
       expect(await q.issuance.count()).toBe(0);
       await enqueueMany(q.issuance, 'issuance', []);
       expect(await q.issuance.count()).toBe(0);
+      // Past one Redis transaction's worth (ENQUEUE_CHUNK): a bad payload near the end still adds none...
+      const many = Array.from({ length: ENQUEUE_CHUNK * 2 + 1 }, (_, i) => ({
+        data: { job_id: randomUUID() },
+        opts: { jobId: `many-${i}` },
+      }));
+      await expect(
+        enqueueMany(q.issuance, 'issuance', [...many.slice(0, -1), { data: { job_id: 'bad' }, opts: { jobId: 'x' } }]),
+      ).rejects.toThrow(InvalidPayloadError);
+      expect(await q.issuance.count()).toBe(0);
+      // ...and a good batch arrives whole, across three transactions.
+      await enqueueMany(q.issuance, 'issuance', many);
+      expect(await q.issuance.count()).toBe(many.length);
     } finally {
       await q.close();
     }

@@ -28,15 +28,44 @@ export interface RelayDeps {
   /** COUNTERSIGN_APPROVAL_BYPASS: auto-approve non-production requests. */
   readonly bypass: ((approvalId: string) => Promise<DecisionResult | null>) | null;
   readonly onBypassed?: (r: DecisionResult) => void;
+  /** Messages one batch may publish (default MAX_MESSAGES_PER_BATCH). */
+  readonly maxMessagesPerBatch?: number;
+}
+
+/**
+ * Messages one relay batch publishes at most. An expiry event fans out into
+ * one mail per request (up to the reaper's batch size each), so 200 claimed
+ * rows could otherwise mean hundreds of thousands of jobs held in memory at once.
+ */
+export const MAX_MESSAGES_PER_BATCH = 5_000;
+
+/** How many queue messages a row becomes when published. */
+function messagesOf(row: OutboxRow): number {
+  if (row.topic === 'approvals.expired') return (row.payload as { approval_ids: string[] }).approval_ids.length;
+  // A submission: its mail and its first reminder.
+  if (row.topic === 'approval.submitted') return 2;
+  return 1;
+}
+
+/** The oldest rows whose messages fit `budget`, and always the first (a row is never split). */
+export function withinBudget(rows: readonly OutboxRow[], budget: number): OutboxRow[] {
+  let used = 0;
+  let n = 0;
+  for (const row of rows) {
+    used += messagesOf(row);
+    if (n > 0 && used > budget) break;
+    n++;
+  }
+  return rows.slice(0, n);
 }
 
 export function createRelay(deps: RelayDeps) {
   const { db, log } = deps;
 
   /**
-   * Publishes a claimed batch: one Redis transaction per queue (addBulk), and
-   * one read for the first reminders of the batch's new requests, instead of
-   * a round trip per row.
+   * Publishes a claimed batch: per queue, one Redis transaction per
+   * ENQUEUE_CHUNK messages (addBulk), and one read for the first reminders of
+   * the batch's new requests, instead of a round trip per row.
    */
   async function publish(rows: readonly OutboxRow[]): Promise<void> {
     const issuance: JobSpec<'issuance'>[] = [];
@@ -72,6 +101,11 @@ export function createRelay(deps: RelayDeps) {
           notifications.push(approvalNotice('approval_decided', row.org_id, approval_id));
           break;
         }
+        case 'approvals.expired': {
+          const { approval_ids } = row.payload as { approval_ids: string[] };
+          for (const id of approval_ids) notifications.push(approvalNotice('approval_decided', row.org_id, id));
+          break;
+        }
         case 'certificate.issued': {
           const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
           notifications.push({
@@ -88,11 +122,16 @@ export function createRelay(deps: RelayDeps) {
     await enqueueMany(deps.notifications, 'notifications', notifications);
   }
 
-  /** One batch; returns how many rows were published. */
-  async function drainOnce(): Promise<number> {
+  /**
+   * One batch: claims up to batchSize rows and publishes the oldest of them
+   * whose messages fit the budget (always at least one); the rest stay in the
+   * outbox for the next batch.
+   */
+  async function drainOnce(): Promise<{ claimed: number; published: number }> {
     const bypassed: string[] = [];
-    const count = await db.transaction().execute(async (tx) => {
-      const rows = await claimOutbox(tx, deps.batchSize);
+    const counts = await db.transaction().execute(async (tx) => {
+      const claimed = await claimOutbox(tx, deps.batchSize);
+      const rows = withinBudget(claimed, deps.maxMessagesPerBatch ?? MAX_MESSAGES_PER_BATCH);
       await publish(rows);
       for (const row of rows) {
         if (row.topic === 'approval.submitted' && deps.bypass) {
@@ -103,7 +142,7 @@ export function createRelay(deps: RelayDeps) {
         tx,
         rows.map((r) => r.id),
       );
-      return rows.length;
+      return { claimed: claimed.length, published: rows.length };
     });
     // Bypass decisions run after the batch committed, in their own transactions.
     for (const id of bypassed) {
@@ -113,7 +152,7 @@ export function createRelay(deps: RelayDeps) {
         deps.onBypassed?.(result);
       }
     }
-    return count;
+    return counts;
   }
 
   let draining: Promise<void> | null = null;
@@ -129,8 +168,10 @@ export function createRelay(deps: RelayDeps) {
       try {
         do {
           again = false;
-          while ((await drainOnce()) === deps.batchSize) {
-            // full batch: keep going
+          for (;;) {
+            const { claimed, published } = await drainOnce();
+            // A full claim, or one cut short by the budget, means more is waiting.
+            if (claimed < deps.batchSize && published === claimed) break;
           }
         } while (again);
       } catch (err) {
