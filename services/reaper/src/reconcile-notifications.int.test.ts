@@ -132,7 +132,7 @@ describe('notification reconciliation', () => {
       expect(whole.map((e) => e.event_key).sort()).toEqual(owed);
       // Three at a time after the last one seen: the same ten, in the same order, none twice.
       const paged: string[] = [];
-      let after: { at: Date; eventKey: string } | null = null;
+      let after: deliveries.UndeliveredCursor | null = null;
       for (let page = 0; page < 10; page++) {
         const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 3, after });
         paged.push(...events.map((e) => e.event_key));

@@ -93,7 +93,7 @@ export function reconcileNotificationsTask(deps: ReconcileNotificationsDeps) {
     // Page by page in (at, event_key) order, so a run holds one page however large a mail backlog is
     // (found when a 100,000-request expiry wave outran the notifier: runs holding 100,000 events each
     // overran the reaper's heap). An event whose message is still queued is passed over, not repeated.
-    let after: { at: Date; eventKey: string } | null = null;
+    let after: deliveries.UndeliveredCursor | null = null;
     for (let batch = 0; batch < deps.maxBatches; batch++) {
       const events = await deliveries.findUndeliveredEvents(deps.db, {
         graceMs: deps.graceMs,
