@@ -179,7 +179,8 @@ function finishInModel(m: Model, r: ModelRequest, state: ApprovalState, by: Who 
   } else {
     r.job = 'cancelled';
   }
-  m.outbox.push(`approval.decided:${r.approvalId}`);
+  // The reaper's batch announces its expiries as one approvals.expired event (read back one id per entry).
+  m.outbox.push(`${state === 'expired' ? 'approvals.expired' : 'approval.decided'}:${r.approvalId}`);
 }
 
 /** A delivery of the job's message: signs once, and only a released job. */
@@ -264,7 +265,9 @@ async function assertAgree(m: Model): Promise<void> {
     if (r.approvalId) known.set(r.approvalId, r.approvalId);
   }
   const { rows } = await tdb.superuser<{ topic: string; id: string }>(
-    `SELECT topic, coalesce(payload->>'approval_id', payload->>'job_id') AS id FROM outbox`,
+    `SELECT topic, coalesce(payload->>'approval_id', payload->>'job_id') AS id FROM outbox WHERE topic <> 'approvals.expired'
+     UNION ALL
+     SELECT topic, jsonb_array_elements_text(payload->'approval_ids') FROM outbox WHERE topic = 'approvals.expired'`,
   );
   const outbox = rows
     .filter((x) => known.has(x.id))
