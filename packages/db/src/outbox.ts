@@ -45,17 +45,51 @@ export async function addOutbox<T extends OutboxTopic>(
     .execute();
 }
 
+/** A relay's claim: its rows, and whether older-first order left rows behind them for the next claim. */
+export interface OutboxClaim {
+  readonly rows: OutboxRow[];
+  readonly more: boolean;
+}
+
 /**
- * Claims up to `limit` of the oldest rows for this transaction. SKIP LOCKED
- * lets any number of relays drain concurrently without publishing a row twice
- * at the same time; a relay that dies before commit leaves its rows for the next.
+ * Claims the oldest rows for this transaction: up to `limit` rows carrying at
+ * most `maxEvents` events between them (an `approvals.expired` row carries one
+ * per request, any other row one), and always the oldest row whatever it
+ * carries, so a large expiry batch still goes. The budget is counted here,
+ * before any payload leaves PostgreSQL: a backlog of expiry rows would
+ * otherwise put millions of ids into the relay's memory at once.
+ *
+ * SKIP LOCKED lets any number of relays drain concurrently without publishing
+ * a row twice at the same time; a relay that dies before commit leaves its
+ * rows for the next. The budget is counted over the oldest rows whether or
+ * not another relay holds them, so a second relay claims less (or nothing)
+ * while the first works through the head of the outbox. `more` is true when
+ * the limit or the budget left rows behind this claim.
  */
-export async function claimOutbox(ex: Executor, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await sql<OutboxRow>`
-    SELECT id, org_id, topic, payload, created_at FROM outbox
-    ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED
+export async function claimOutbox(
+  ex: Executor,
+  limit: number,
+  maxEvents: number = Number.MAX_SAFE_INTEGER,
+): Promise<OutboxClaim> {
+  const { rows } = await sql<OutboxRow & { more: boolean }>`
+    WITH head AS (
+      SELECT id,
+             CASE WHEN topic = 'approvals.expired' THEN jsonb_array_length(payload->'approval_ids') ELSE 1 END AS events
+        FROM outbox ORDER BY id LIMIT ${limit + 1}
+    ), running AS (
+      SELECT id, sum(events) OVER (ORDER BY id) AS events_through, row_number() OVER (ORDER BY id) AS n FROM head
+    ), fitting AS (
+      SELECT id FROM running WHERE n <= ${limit} AND (n = 1 OR events_through <= ${maxEvents})
+    )
+    SELECT o.id, o.org_id, o.topic, o.payload, o.created_at,
+           (SELECT count(*) FROM head) > (SELECT count(*) FROM fitting) AS more
+      FROM outbox o WHERE o.id IN (SELECT id FROM fitting)
+     ORDER BY o.id FOR UPDATE OF o SKIP LOCKED
   `.execute(ex);
-  return rows;
+  return {
+    rows: rows.map(({ more: _more, ...row }) => row),
+    more: rows[0]?.more ?? false,
+  };
 }
 
 export async function deleteOutbox(ex: Executor, ids: readonly string[]): Promise<void> {

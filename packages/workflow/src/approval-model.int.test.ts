@@ -443,7 +443,7 @@ class Publish implements fc.AsyncCommand<Model, Real> {
   async run(m: Model): Promise<void> {
     await tdb.handle.db.transaction().execute(async (tx) => {
       for (;;) {
-        const rows = await claimOutbox(tx, 500);
+        const { rows } = await claimOutbox(tx, 500);
         if (rows.length === 0) return;
         for (const row of rows) {
           if (row.topic !== 'job.released') continue;

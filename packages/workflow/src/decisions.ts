@@ -192,8 +192,8 @@ export async function voidRequest(db: Db, p: Principal, approvalId: string, reas
 /**
  * Expires up to `limit` requests past their deadline, as `system-reaper`, in
  * one set-based statement: the requests, their jobs (cancelled with
- * 'approval expired'), one outbox event and one audit record each
- * (approvals.expireBatch).
+ * 'approval expired'), one audit record each and one `approvals.expired`
+ * outbox event per org for the batch (approvals.expireBatch).
  * Safe to run late, twice or on several reapers at once: rows are claimed with
  * SKIP LOCKED and each change is compare-and-set.
  */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { claimOutbox } from '@countersign/db';
 import { actorOf } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import {
@@ -39,7 +40,7 @@ afterAll(async () => {
   await tdb?.drop();
 });
 
-function relayFor(prefix: string, withBypass = false, maxMessagesPerBatch?: number) {
+function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number) {
   const issuance = openQueue('issuance', { connection: redis, prefix });
   const notifications = openQueue('notifications', { connection: redis, prefix });
   const relay = createRelay({
@@ -49,7 +50,7 @@ function relayFor(prefix: string, withBypass = false, maxMessagesPerBatch?: numb
     notifications,
     batchSize: 3,
     bypass: withBypass ? (id) => bypass(tdb.handle.db, id) : null,
-    ...(maxMessagesPerBatch ? { maxMessagesPerBatch } : {}),
+    ...(maxEventsPerBatch ? { maxEventsPerBatch } : {}),
   });
   return { relay, issuance, notifications, close: () => Promise.all([issuance.close(), notifications.close()]) };
 }
@@ -126,8 +127,8 @@ describe('outbox relay', () => {
     }
   });
 
-  it('fans one expiry batch event out into the decision mail of each expired request, a budget of messages per batch', async () => {
-    // One message per batch: the expiry event (two mails) still goes, alone; the release waits for the next batch.
+  it('fans one expiry batch event out into the decision mail of each expired request, within a budget of events per batch', async () => {
+    // One event per batch: the expiry row (two events) still goes, alone; the release waits for the next batch.
     const q = relayFor(randomQueuePrefix(), false, 1);
     try {
       const stale = [await submit(org.gated.id), await submit(org.gated.id)];
@@ -158,7 +159,58 @@ describe('outbox relay', () => {
     }
   });
 
-  it('publishes a batch all or nothing: one payload breaking the contract adds none of the batch', async () => {
+  it('claims within a budget of events counted in PostgreSQL, always the oldest row, and says what it left behind', async () => {
+    expect(await outboxCount()).toBe(0);
+    const ids = Array.from({ length: 3 }, () => randomUUID());
+    await tdb.superuser(
+      `INSERT INTO outbox (org_id, topic, payload) VALUES
+         ($1, 'approvals.expired', $2), ($1, 'job.released', $3), ($1, 'job.released', $4)`,
+      [
+        org.orgId,
+        JSON.stringify({ approval_ids: ids }),
+        JSON.stringify({ job_id: randomUUID() }),
+        JSON.stringify({ job_id: randomUUID() }),
+      ],
+    );
+    try {
+      const claim = (limit: number, maxEvents?: number) =>
+        tdb.handle.db.transaction().execute(async (tx) => {
+          const c = await claimOutbox(tx, limit, maxEvents);
+          return { topics: c.rows.map((r) => r.topic), more: c.more };
+        });
+      // The oldest row carries three events: it goes alone under a budget of two.
+      expect(await claim(10, 2)).toEqual({ topics: ['approvals.expired'], more: true });
+      expect(await claim(10, 4)).toEqual({ topics: ['approvals.expired', 'job.released'], more: true });
+      expect(await claim(10, 5)).toEqual({
+        topics: ['approvals.expired', 'job.released', 'job.released'],
+        more: false,
+      });
+      expect(await claim(2)).toEqual({ topics: ['approvals.expired', 'job.released'], more: true });
+      expect(await claim(3)).toEqual({ topics: ['approvals.expired', 'job.released', 'job.released'], more: false });
+    } finally {
+      await tdb.superuser('DELETE FROM outbox');
+    }
+  });
+
+  it('leaves a row of a topic it does not know in the outbox, and publishes the rest', async () => {
+    const q = relayFor(randomQueuePrefix());
+    try {
+      // Written by a newer version mid-upgrade, say: a relay that knows the topic publishes it later.
+      await tdb.superuser(`INSERT INTO outbox (org_id, topic, payload) VALUES ($1, 'certificate.revoked', '{}')`, [
+        org.orgId,
+      ]);
+      const open = await submit(org.open.id);
+      await q.relay.drain();
+      const left = await tdb.superuser<{ topic: string }>('SELECT topic FROM outbox');
+      expect(left.rows).toEqual([{ topic: 'certificate.revoked' }]);
+      expect(await q.issuance.getJob(jobIds.issuance(open.job.id))).toBeTruthy();
+    } finally {
+      await tdb.superuser('DELETE FROM outbox');
+      await q.close();
+    }
+  });
+
+  it('validates a whole batch before adding any of it: one payload breaking the contract adds none', async () => {
     const q = relayFor(randomQueuePrefix());
     try {
       await expect(

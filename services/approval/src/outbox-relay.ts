@@ -28,36 +28,17 @@ export interface RelayDeps {
   /** COUNTERSIGN_APPROVAL_BYPASS: auto-approve non-production requests. */
   readonly bypass: ((approvalId: string) => Promise<DecisionResult | null>) | null;
   readonly onBypassed?: (r: DecisionResult) => void;
-  /** Messages one batch may publish (default MAX_MESSAGES_PER_BATCH). */
-  readonly maxMessagesPerBatch?: number;
+  /** Events one batch may claim (default MAX_EVENTS_PER_BATCH). */
+  readonly maxEventsPerBatch?: number;
 }
 
 /**
- * Messages one relay batch publishes at most. An expiry event fans out into
- * one mail per request (up to the reaper's batch size each), so 200 claimed
- * rows could otherwise mean hundreds of thousands of jobs held in memory at once.
+ * Events one relay batch claims at most (claimOutbox counts them in
+ * PostgreSQL). An expiry row carries one event per request, up to the
+ * reaper's batch size, so 200 claimed rows could otherwise put millions of
+ * ids and jobs into the relay's memory at once.
  */
-export const MAX_MESSAGES_PER_BATCH = 5_000;
-
-/** How many queue messages a row becomes when published. */
-function messagesOf(row: OutboxRow): number {
-  if (row.topic === 'approvals.expired') return (row.payload as { approval_ids: string[] }).approval_ids.length;
-  // A submission: its mail and its first reminder.
-  if (row.topic === 'approval.submitted') return 2;
-  return 1;
-}
-
-/** The oldest rows whose messages fit `budget`, and always the first (a row is never split). */
-export function withinBudget(rows: readonly OutboxRow[], budget: number): OutboxRow[] {
-  let used = 0;
-  let n = 0;
-  for (const row of rows) {
-    used += messagesOf(row);
-    if (n > 0 && used > budget) break;
-    n++;
-  }
-  return rows.slice(0, n);
-}
+export const MAX_EVENTS_PER_BATCH = 5_000;
 
 export function createRelay(deps: RelayDeps) {
   const { db, log } = deps;
@@ -67,7 +48,8 @@ export function createRelay(deps: RelayDeps) {
    * ENQUEUE_CHUNK messages (addBulk), and one read for the first reminders of
    * the batch's new requests, instead of a round trip per row.
    */
-  async function publish(rows: readonly OutboxRow[]): Promise<void> {
+  async function publish(rows: readonly OutboxRow[]): Promise<OutboxRow[]> {
+    const published: OutboxRow[] = [];
     const issuance: JobSpec<'issuance'>[] = [];
     const notifications: JobSpec<'notifications'>[] = [];
     const submitted = rows
@@ -115,34 +97,33 @@ export function createRelay(deps: RelayDeps) {
           break;
         }
         default:
-          log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; dropping');
+          // Written by a newer version during a rolling upgrade, most likely: kept for a relay that knows it.
+          log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; left in the outbox');
+          continue;
       }
+      published.push(row);
     }
     await enqueueMany(deps.issuance, 'issuance', issuance);
     await enqueueMany(deps.notifications, 'notifications', notifications);
+    return published;
   }
 
-  /**
-   * One batch: claims up to batchSize rows and publishes the oldest of them
-   * whose messages fit the budget (always at least one); the rest stay in the
-   * outbox for the next batch.
-   */
-  async function drainOnce(): Promise<{ claimed: number; published: number }> {
+  /** One batch: claims rows (claimOutbox's limit and event budget), publishes them and deletes what it published. */
+  async function drainOnce(): Promise<{ deleted: number; more: boolean }> {
     const bypassed: string[] = [];
     const counts = await db.transaction().execute(async (tx) => {
-      const claimed = await claimOutbox(tx, deps.batchSize);
-      const rows = withinBudget(claimed, deps.maxMessagesPerBatch ?? MAX_MESSAGES_PER_BATCH);
-      await publish(rows);
-      for (const row of rows) {
+      const { rows, more } = await claimOutbox(tx, deps.batchSize, deps.maxEventsPerBatch ?? MAX_EVENTS_PER_BATCH);
+      const published = await publish(rows);
+      for (const row of published) {
         if (row.topic === 'approval.submitted' && deps.bypass) {
           bypassed.push((row.payload as { approval_id: string }).approval_id);
         }
       }
       await deleteOutbox(
         tx,
-        rows.map((r) => r.id),
+        published.map((r) => r.id),
       );
-      return { claimed: claimed.length, published: rows.length };
+      return { deleted: published.length, more };
     });
     // Bypass decisions run after the batch committed, in their own transactions.
     for (const id of bypassed) {
@@ -169,9 +150,10 @@ export function createRelay(deps: RelayDeps) {
         do {
           again = false;
           for (;;) {
-            const { claimed, published } = await drainOnce();
-            // A full claim, or one cut short by the budget, means more is waiting.
-            if (claimed < deps.batchSize && published === claimed) break;
+            const { deleted, more } = await drainOnce();
+            // Rows left behind by the limit or the budget wait for the next pass; a pass that could
+            // publish nothing (only rows of unknown topics) ends the loop rather than spinning on them.
+            if (!more || deleted === 0) break;
           }
         } while (again);
       } catch (err) {

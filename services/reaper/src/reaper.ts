@@ -190,8 +190,14 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
     async (_data, job) => {
       const task = MAINTENANCE_TASKS.find((t) => t === job.name);
       if (!task) throw new UnrecoverableError(`no handler for maintenance task "${job.name}"`);
-      const outcome = await scheduled(task);
-      if (outcome === SKIPPED) log.info({ task }, 'maintenance task skipped: its previous run is still going');
+      const outcome = await scheduled.run(task);
+      if (outcome === SKIPPED) {
+        // Warned, not merely noted: a run that never ends keeps every later one of its task from starting.
+        log.warn(
+          { task, running_for_ms: scheduled.runningForMs(task) },
+          'maintenance task skipped: its previous run is still going',
+        );
+      }
       return outcome;
     },
     // A slot per task, so a long audit verification never delays an expiry run. BullMQ does not keep

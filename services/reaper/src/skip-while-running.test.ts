@@ -14,21 +14,27 @@ describe('skipWhileRunning', () => {
   it('skips a guarded key while its run is in flight, and runs it again once that ended', async () => {
     const g = gate();
     const calls: string[] = [];
-    const run = skipWhileRunning(
+    let clock = 1_000;
+    const { run, runningForMs } = skipWhileRunning(
       async (key: string) => {
         calls.push(key);
         await g.opened;
         return `done ${key}`;
       },
       (key) => key !== 'free',
+      () => clock,
     );
+    expect(runningForMs('reconcile')).toBeNull();
     const first = run('reconcile');
+    clock += 250;
     expect(await run('reconcile')).toBe(SKIPPED);
+    expect(runningForMs('reconcile')).toBe(250);
     // Another key is not held up by the first.
     const other = run('verify');
     g.open();
     expect(await first).toBe('done reconcile');
     expect(await other).toBe('done verify');
+    expect(runningForMs('reconcile')).toBeNull();
     expect(await run('reconcile')).toBe('done reconcile');
     expect(calls).toEqual(['reconcile', 'verify', 'reconcile']);
   });
@@ -37,7 +43,7 @@ describe('skipWhileRunning', () => {
     const g = gate();
     let running = 0;
     let most = 0;
-    const run = skipWhileRunning(
+    const { run } = skipWhileRunning(
       async () => {
         running++;
         most = Math.max(most, running);
@@ -55,7 +61,7 @@ describe('skipWhileRunning', () => {
 
   it('frees the key when a run fails', async () => {
     let fail = true;
-    const run = skipWhileRunning(
+    const { run } = skipWhileRunning(
       async () => {
         if (fail) throw new Error('boom');
         return 'ok';

@@ -4,21 +4,30 @@ export const SKIPPED = { skipped: 'previous run still going' } as const;
 /**
  * Wraps `run` so that a key which `guarded` selects runs at most once at a
  * time in this process: a call while one for that key is in flight returns
- * SKIPPED at once instead of doing the same work again.
+ * SKIPPED at once instead of doing the same work again. `runningForMs` says
+ * how long the run in flight has been going (a run that never ends would
+ * otherwise silently turn its task off).
  */
 export function skipWhileRunning<K, R>(
   run: (key: K) => Promise<R>,
   guarded: (key: K) => boolean,
-): (key: K) => Promise<R | typeof SKIPPED> {
-  const inFlight = new Set<K>();
-  return async (key) => {
-    if (!guarded(key)) return run(key);
-    if (inFlight.has(key)) return SKIPPED;
-    inFlight.add(key);
-    try {
-      return await run(key);
-    } finally {
-      inFlight.delete(key);
-    }
+  now: () => number = Date.now,
+): { run: (key: K) => Promise<R | typeof SKIPPED>; runningForMs: (key: K) => number | null } {
+  const startedAt = new Map<K, number>();
+  return {
+    run: async (key) => {
+      if (!guarded(key)) return run(key);
+      if (startedAt.has(key)) return SKIPPED;
+      startedAt.set(key, now());
+      try {
+        return await run(key);
+      } finally {
+        startedAt.delete(key);
+      }
+    },
+    runningForMs: (key) => {
+      const at = startedAt.get(key);
+      return at === undefined ? null : now() - at;
+    },
   };
 }

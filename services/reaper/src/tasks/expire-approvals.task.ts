@@ -6,8 +6,9 @@ import { expireDue } from '@countersign/workflow';
  * Ends pending approval requests past their deadline, in bounded batches (one
  * transaction each) until none are due or the run's batch budget is spent; the
  * next run continues. expireDue claims rows with SKIP LOCKED and decides
- * compare-and-set, and writes the job cancellation ('approval expired'), the
- * outbox event that mails the requester and one audit record per request, so
+ * compare-and-set, and writes the job cancellation ('approval expired') and
+ * one audit record per request, and one outbox event per org and batch that
+ * the relay turns into each requester's mail, so
  * a late run, a repeated run or two reapers at once expire each request once.
  * Metrics count only what this run expired.
  */

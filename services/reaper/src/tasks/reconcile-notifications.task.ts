@@ -102,10 +102,19 @@ export function reconcileNotificationsTask(deps: ReconcileNotificationsDeps) {
         after,
       });
       // The page's queue lookups at once: one Redis round trip each would take minutes over a large backlog.
-      const outcomes = await Promise.all(events.map(reconcile));
+      // Settled, not raced: a failed lookup must not end the run while the page's others are still in flight.
+      const outcomes = await Promise.allSettled(events.map(reconcile));
+      const failed = outcomes.filter((o) => o.status === 'rejected');
+      if (failed.length > 0) {
+        const reason = (failed[0] as PromiseRejectedResult).reason;
+        throw new Error(
+          `${failed.length} of ${events.length} mail events could not be checked: ${reason instanceof Error ? reason.message : String(reason)}`,
+        );
+      }
+      const done = outcomes.map((o) => (o as PromiseFulfilledResult<Awaited<ReturnType<typeof reconcile>>>).value);
       result.checked += events.filter((e) => messageOf(e) !== null).length;
-      result.readded += outcomes.filter((o) => o === 'readded').length;
-      result.replaced += outcomes.filter((o) => o === 'replaced').length;
+      result.readded += done.filter((o) => o === 'readded').length;
+      result.replaced += done.filter((o) => o === 'replaced').length;
       const last = events.at(-1);
       if (!last || events.length < deps.batchSize) break;
       after = { at: last.at, eventKey: last.event_key };
