@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { anyOf } from './any-of.ts';
 import type { KeysetPosition } from './cursor.ts';
 import { backgroundRead, type Db, type Executor } from './database.ts';
-import type { ApprovalRow } from './schema.ts';
+import type { ApprovalRow, VoteRow } from './schema.ts';
 
 /** Approval requests and their votes. Decisions are compare-and-set on `state = 'pending'`. */
 export async function insertApproval(
@@ -153,9 +153,28 @@ export interface ApprovalFilter {
   limit: number;
 }
 
-/** The approval queue, newest first, keyset-paged on (requested_at, id). */
-export async function listApprovals(ex: Executor, f: ApprovalFilter) {
-  let q = ex.selectFrom('approval_requests').selectAll().where('org_id', '=', f.orgId);
+/** A vote as a page of the approval queue carries it. */
+export type ListedVote = Pick<VoteRow, 'approval_id' | 'voter_id' | 'note' | 'voted_at'>;
+
+/**
+ * The approval queue, newest first, keyset-paged on (requested_at, id), each
+ * request with its votes, read in the same statement (one json array per row,
+ * through the votes' primary key) so a page is one round trip, not two.
+ */
+export async function listApprovals(
+  ex: Executor,
+  f: ApprovalFilter,
+): Promise<(ApprovalRow & { votes: ListedVote[] })[]> {
+  let q = ex
+    .selectFrom('approval_requests')
+    .selectAll('approval_requests')
+    .select(
+      sql<{ voter_id: string; note: string | null; voted_at: string }[]>`(
+        SELECT coalesce(json_agg(json_build_object('voter_id', v.voter_id, 'note', v.note, 'voted_at', v.voted_at)
+                                 ORDER BY v.voted_at, v.voter_id), '[]')
+          FROM approval_votes v WHERE v.approval_id = approval_requests.id)`.as('votes'),
+    )
+    .where('org_id', '=', f.orgId);
   if (f.state) q = q.where('state', '=', f.state);
   if (f.profileId) q = q.where('profile_id', '=', f.profileId);
   if (f.requestedBy) q = q.where('requested_by', '=', f.requestedBy);
@@ -164,29 +183,20 @@ export async function listApprovals(ex: Executor, f: ApprovalFilter) {
     const { at, id } = f.after;
     q = q.where(sql<boolean>`(requested_at, id) < (${at}, ${id}::uuid)`);
   }
-  return q
+  const rows = await q
     .orderBy('requested_at', 'desc')
     .orderBy('id', 'desc')
     .limit(f.limit + 1)
     .execute();
-}
-
-/**
- * Claims a batch of pending requests past their deadline. SKIP LOCKED lets
- * several reapers work side by side without touching the same rows; the
- * decision itself is still compare-and-set.
- */
-export async function lockExpiredBatch(ex: Executor, now: Date, limit: number) {
-  return ex
-    .selectFrom('approval_requests')
-    .selectAll()
-    .where('state', '=', 'pending')
-    .where('expires_at', '<=', now)
-    .orderBy('expires_at')
-    .limit(limit)
-    .forUpdate()
-    .skipLocked()
-    .execute();
+  return rows.map((r) => ({
+    ...r,
+    votes: r.votes.map((v) => ({
+      approval_id: r.id,
+      voter_id: v.voter_id,
+      note: v.note,
+      voted_at: new Date(v.voted_at),
+    })),
+  }));
 }
 
 /** Pending requests per profile, for the countersign_approvals_pending gauge (a background read). */

@@ -139,7 +139,10 @@ export const jobView = (j: JobRow): JobView => ({
   completed_at: iso(j.completed_at),
 });
 
-export const approvalView = (a: ApprovalRow, votes: readonly VoteRow[]): ApprovalView => ({
+export const approvalView = (
+  a: ApprovalRow,
+  votes: readonly Pick<VoteRow, 'approval_id' | 'voter_id' | 'note' | 'voted_at'>[],
+): ApprovalView => ({
   id: a.id,
   job_id: a.job_id,
   certificate_id: a.certificate_id,

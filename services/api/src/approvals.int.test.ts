@@ -198,6 +198,15 @@ describe('M of N', () => {
     expect(first.status).toBe(200);
     expect(first.body.state).toBe('pending');
     expect(first.body.votes).toHaveLength(1);
+    // The queue shows the same vote as the request itself (the list reads votes in its own statement).
+    const listed = await h.call(h.org.operator2.key, {
+      method: 'GET',
+      url: `/api/v1/approvals?state=pending&profile_id=${twoOf.id}`,
+    });
+    expect(listed.body.items).toEqual([first.body]);
+    expect(listed.body.items[0].votes).toEqual([
+      { voter_id: h.org.operator1.id, note: 'one', voted_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*\.\d{3}Z$/) },
+    ]);
     expect(await jobStatus(job.id)).toBe('awaiting_approval');
     const again = await decide(h.org.operator1.key, approval.id, 'approve');
     expect(again.status).toBe(409);

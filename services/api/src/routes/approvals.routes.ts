@@ -54,16 +54,11 @@ export function approvalRoutes(app: FastifyInstance, db: Db, onDecision: Decisio
         after: decodeCursor(q.cursor),
         limit,
       });
-      const page = rows.slice(0, limit);
-      const votes = await approvals.listVotes(
-        db,
-        page.map((r) => r.id),
-      );
       return pageOf(
         rows,
         limit,
         (r) => ({ at: r.requested_at, id: r.id }),
-        (r) => approvalView(r, votes),
+        (r) => approvalView(r, r.votes),
       );
     },
   );
