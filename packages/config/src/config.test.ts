@@ -14,6 +14,8 @@ describe('loadConfig', () => {
     expect(c.httpPort).toBe(8080);
     expect(c.smtpUrl).toBeNull();
     expect(c.databaseStatementCache).toBe(200);
+    expect(c.databaseIdleTimeoutMs).toBe(600_000);
+    expect(loadConfig('api', { ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: '45s' }).databaseIdleTimeoutMs).toBe(45_000);
     expect(loadConfig('api', { ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '0' }).databaseStatementCache).toBe(0);
     expect(loadConfig('issuer', base).metricsPort).toBe(9466);
   });
@@ -31,6 +33,8 @@ describe('loadConfig', () => {
     [{ ...base, COUNTERSIGN_HTTP_PORT: '99999' }, 'COUNTERSIGN_HTTP_PORT', /between/],
     [{ ...base, COUNTERSIGN_SMTP_URL: 'http://mail' }, 'COUNTERSIGN_SMTP_URL', /smtp/],
     [{ ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '-1' }, 'COUNTERSIGN_DATABASE_STATEMENT_CACHE', /between/],
+    [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: '0' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
+    [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: 'soon' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
   ])('names the bad variable %#', (env, variable, message) => {
     try {
       loadConfig('api', env as Record<string, string>);

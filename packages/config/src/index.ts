@@ -31,6 +31,8 @@ export interface Config {
   /** Owner role used only by migrations; services never connect with it. */
   migrationDatabaseUrl: string | null;
   databasePoolSize: number;
+  /** How long a pooled connection may sit idle before it is closed. */
+  databaseIdleTimeoutMs: number;
   /** Distinct SQL texts sent as named (prepared) statements per process; 0: none. */
   databaseStatementCache: number;
   redisUrl: string;
@@ -193,6 +195,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     migrationDatabaseUrl: optional(env, 'MIGRATION_DATABASE_URL'),
     databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
+    databaseIdleTimeoutMs: duration(env, 'DATABASE_IDLE_TIMEOUT', '10m'),
     databaseStatementCache: int(env, 'DATABASE_STATEMENT_CACHE', 200, 0, 5000),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
     queuePrefix: str(env, 'QUEUE_PREFIX', '{countersign}'),

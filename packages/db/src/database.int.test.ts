@@ -36,6 +36,26 @@ describe('createDatabase', () => {
   });
 });
 
+describe('idle connections', () => {
+  it('are kept warm for the default ten minutes and closed after a configured idle time', async () => {
+    const warm = createDatabase({ url: tdb.appUrl, poolSize: 3 });
+    const short = createDatabase({ url: tdb.appUrl, poolSize: 3, idleTimeoutMs: 100 });
+    try {
+      // Three statements at once open three connections in each pool.
+      for (const h of [warm, short]) {
+        await Promise.all([1, 2, 3].map(() => sql`SELECT pg_sleep(0.05)`.execute(h.db)));
+        expect(h.pool.totalCount).toBe(3);
+      }
+      await new Promise((r) => setTimeout(r, 600));
+      expect(warm.pool.idleCount).toBe(3);
+      expect(short.pool.totalCount).toBe(0);
+    } finally {
+      await warm.close();
+      await short.close();
+    }
+  });
+});
+
 describe('backgroundRead', () => {
   it('reads with no parallel workers, in its own transaction only', async () => {
     const setting = async (ex: Parameters<Parameters<typeof backgroundRead>[1]>[0] | typeof tdb.handle.db) =>

@@ -30,6 +30,13 @@ export interface DatabaseHandle {
 export interface DatabaseOptions {
   readonly url: string;
   readonly poolSize?: number;
+  /**
+   * Idle time after which a pooled connection is closed (default 10 minutes).
+   * A connection opened again pays for its backend and, per statement, a
+   * prepare and five custom plans: with 30 s, a burst after half a minute's
+   * lull ran its first second at a p99 of 130-230 ms against 27-34 ms warm.
+   */
+  readonly idleTimeoutMs?: number;
   readonly applicationName?: string;
   readonly onError?: (err: Error) => void;
   /**
@@ -45,6 +52,9 @@ export interface DatabaseOptions {
  */
 export const DEFAULT_STATEMENT_CACHE_SIZE = 200;
 
+/** COUNTERSIGN_DATABASE_IDLE_TIMEOUT's default: longer than the lulls of bursty approval traffic. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 600_000;
+
 export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
   const pool = new pg.Pool({
     connectionString: opts.url,
@@ -52,7 +62,7 @@ export function createDatabase(opts: DatabaseOptions): DatabaseHandle {
     application_name: opts.applicationName ?? 'countersign',
     // Fail a request quickly when the database is gone instead of queueing forever.
     connectionTimeoutMillis: 5_000,
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   });
   // An idle client losing its connection (pg_terminate_backend, a restart) must not crash the process.
   pool.on('error', (err) => opts.onError?.(err));

@@ -56,6 +56,7 @@ export async function startService(name: ServiceName, env: NodeJS.ProcessEnv = p
   const database = createDatabase({
     url: config.databaseUrl,
     poolSize: config.databasePoolSize,
+    idleTimeoutMs: config.databaseIdleTimeoutMs,
     statementCacheSize: config.databaseStatementCache,
     applicationName: `countersign-${name}`,
     onError: (err) => log.warn({ err: err.message }, 'idle database connection lost'),
