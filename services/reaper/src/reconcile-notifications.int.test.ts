@@ -161,6 +161,47 @@ describe('notification reconciliation', () => {
       await p.close();
     }
   });
+  it('orders events of different kinds at one instant by their keys, and pages through the tie', async () => {
+    const p = await startPipeline({ redisUrl: redis.url });
+    try {
+      // No notifier runs. Three requests expired in one batch, then dated as submitted at that very
+      // instant: six events (two kinds) share one timestamp to the microsecond.
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++)
+        ids.push((await p.submit(p.org.requester, p.org.gated.id, `tie${i}.example.test`)).approvalId);
+      await expireDue(p.db, new Date(Date.now() + 30 * 86_400_000), 100);
+      await p.drain();
+      await p.tdb.superuser('ALTER TABLE approval_requests DISABLE TRIGGER approval_requests_guard');
+      try {
+        await p.tdb.superuser(`UPDATE approval_requests SET requested_at = decided_at WHERE id = ANY($1)`, [ids]);
+      } finally {
+        await p.tdb.superuser('ALTER TABLE approval_requests ENABLE ALWAYS TRIGGER approval_requests_guard');
+      }
+      const mine = (events: deliveries.NotificationEvent[]) =>
+        events.map((e) => e.event_key).filter((k) => ids.some((id) => k.endsWith(id)));
+      const q = { graceMs: 0, windowMs: 7 * 86_400_000 };
+      const whole = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 100 });
+      // One instant, so byte order of the keys: every decision (sorted by id) before every submission.
+      const expected = [
+        ...[...ids].sort().map((id) => `approval_decided-${id}`),
+        ...[...ids].sort().map((id) => `approval_submitted-${id}`),
+      ];
+      expect(mine(whole)).toEqual(expected);
+      expect(new Set(whole.filter((e) => ids.some((id) => e.event_key.endsWith(id))).map((e) => e.at)).size).toBe(1);
+      const paged: string[] = [];
+      let after: deliveries.UndeliveredCursor | null = null;
+      for (let page = 0; page < 20; page++) {
+        const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 2, after });
+        paged.push(...events.map((e) => e.event_key));
+        const last = events.at(-1);
+        if (!last || events.length < 2) break;
+        after = { at: last.at, eventKey: last.event_key };
+      }
+      expect(paged).toEqual(whole.map((e) => e.event_key));
+    } finally {
+      await p.close();
+    }
+  });
   it('looks one window back: a request older than that is not taken for lost mail', async () => {
     const p = await startPipeline({ redisUrl: redis.url });
     try {
