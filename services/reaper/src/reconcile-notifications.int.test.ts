@@ -15,6 +15,24 @@ import { startTestReaper } from './test/reaper-harness.ts';
  * already gone). The reaper now publishes them again from PostgreSQL, and the
  * notifier's delivery records keep it to one mail per (event, recipient).
  */
+/** Every undelivered event's key, read `limit` at a time from after the last one seen, as the reconciler pages. */
+async function pagedKeys(
+  p: Awaited<ReturnType<typeof startPipeline>>,
+  q: { graceMs: number; windowMs: number },
+  limit: number,
+): Promise<string[]> {
+  const keys: string[] = [];
+  let after: deliveries.UndeliveredCursor | null = null;
+  for (let page = 0; page < 50; page++) {
+    const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit, after });
+    keys.push(...events.map((e) => e.event_key));
+    const last = events.at(-1);
+    if (!last || events.length < limit) break;
+    after = { at: last.at, eventKey: last.event_key };
+  }
+  return keys;
+}
+
 describe('notification reconciliation', () => {
   let dir: string;
   let redis: Awaited<ReturnType<typeof startRedis>>;
@@ -131,16 +149,7 @@ describe('notification reconciliation', () => {
       const whole = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 100 });
       expect(whole.map((e) => e.event_key).sort()).toEqual(owed);
       // Three at a time after the last one seen: the same ten, in the same order, none twice.
-      const paged: string[] = [];
-      let after: deliveries.UndeliveredCursor | null = null;
-      for (let page = 0; page < 10; page++) {
-        const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 3, after });
-        paged.push(...events.map((e) => e.event_key));
-        const last = events.at(-1);
-        if (!last || events.length < 3) break;
-        after = { at: last.at, eventKey: last.event_key };
-      }
-      expect(paged).toEqual(whole.map((e) => e.event_key));
+      expect(await pagedKeys(p, q, 3)).toEqual(whole.map((e) => e.event_key));
 
       // The messages are gone: a run of two batches of three puts back the six oldest. They come first
       // again on the next run (their mail is still owed), now with live messages: nothing to do.
@@ -188,16 +197,7 @@ describe('notification reconciliation', () => {
       ];
       expect(mine(whole)).toEqual(expected);
       expect(new Set(whole.filter((e) => ids.some((id) => e.event_key.endsWith(id))).map((e) => e.at)).size).toBe(1);
-      const paged: string[] = [];
-      let after: deliveries.UndeliveredCursor | null = null;
-      for (let page = 0; page < 20; page++) {
-        const events = await deliveries.findUndeliveredEvents(p.db, { ...q, limit: 2, after });
-        paged.push(...events.map((e) => e.event_key));
-        const last = events.at(-1);
-        if (!last || events.length < 2) break;
-        after = { at: last.at, eventKey: last.event_key };
-      }
-      expect(paged).toEqual(whole.map((e) => e.event_key));
+      expect(await pagedKeys(p, q, 2)).toEqual(whole.map((e) => e.event_key));
     } finally {
       await p.close();
     }

@@ -104,14 +104,12 @@ export function reconcileNotificationsTask(deps: ReconcileNotificationsDeps) {
       // The page's queue lookups at once: one Redis round trip each would take minutes over a large backlog.
       // Settled, not raced: a failed lookup must not end the run while the page's others are still in flight.
       const outcomes = await Promise.allSettled(events.map(reconcile));
-      const failed = outcomes.filter((o) => o.status === 'rejected');
+      const failed = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason] : []));
       if (failed.length > 0) {
-        const reason = (failed[0] as PromiseRejectedResult).reason;
-        throw new Error(
-          `${failed.length} of ${events.length} mail events could not be checked: ${reason instanceof Error ? reason.message : String(reason)}`,
-        );
+        const reason = failed[0] instanceof Error ? failed[0].message : String(failed[0]);
+        throw new Error(`${failed.length} of ${events.length} mail events could not be checked: ${reason}`);
       }
-      const done = outcomes.map((o) => (o as PromiseFulfilledResult<Awaited<ReturnType<typeof reconcile>>>).value);
+      const done = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
       result.checked += events.filter((e) => messageOf(e) !== null).length;
       result.readded += done.filter((o) => o === 'readded').length;
       result.replaced += done.filter((o) => o === 'replaced').length;
