@@ -58,16 +58,6 @@ export async function findApprovalById(ex: Executor, id: string) {
   return ex.selectFrom('approval_requests').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-/** What the outbox relay needs to schedule first reminders: state and escalation time of several requests. */
-export async function findEscalationStarts(ex: Executor, ids: readonly string[]) {
-  if (ids.length === 0) return [];
-  return ex
-    .selectFrom('approval_requests')
-    .select(['id', 'state', 'escalate_at'])
-    .where('id', '=', anyOf(ids))
-    .execute();
-}
-
 export async function findApprovalByJob(ex: Executor, jobId: string) {
   return ex.selectFrom('approval_requests').selectAll().where('job_id', '=', jobId).executeTakeFirst();
 }

@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import { anyOf } from './any-of.ts';
 import type { Executor } from './database.ts';
 
 /**
@@ -25,6 +24,15 @@ export interface OutboxEvents {
 }
 export type OutboxTopic = keyof OutboxEvents;
 
+/** Every topic of this version, as a value: the relay takes these and leaves any other (a newer version's). */
+export const OUTBOX_TOPICS = Object.keys({
+  'job.released': true,
+  'approval.submitted': true,
+  'approval.decided': true,
+  'approvals.expired': true,
+  'certificate.issued': true,
+} satisfies Record<OutboxTopic, true>) as readonly OutboxTopic[];
+
 export interface OutboxRow {
   id: string;
   org_id: string;
@@ -45,56 +53,88 @@ export async function addOutbox<T extends OutboxTopic>(
     .execute();
 }
 
-/** A relay's claim: its rows, and whether older-first order left rows behind them for the next claim. */
-export interface OutboxClaim {
-  readonly rows: OutboxRow[];
+/** A row the relay took: deleted in its transaction unless its topic is unknown to it. */
+export interface TakenOutboxRow extends OutboxRow {
+  /** False for a topic the relay does not know: locked by the claim but left in the outbox. */
+  readonly taken: boolean;
+  /**
+   * For `approval.submitted`: the request's state and first reminder time, read in the same
+   * statement, so the relay schedules the reminder without another round trip. Null otherwise,
+   * and when the request no longer exists.
+   */
+  readonly escalation: { readonly state: string; readonly escalate_at: Date | null } | null;
+}
+
+/** A relay's take: its rows, and whether older-first order left rows behind them for the next take. */
+export interface OutboxTake {
+  readonly rows: TakenOutboxRow[];
   readonly more: boolean;
 }
 
 /**
- * Claims the oldest rows for this transaction: up to `limit` rows carrying at
- * most `maxEvents` events between them (an `approvals.expired` row carries one
- * per request, any other row one), and always the oldest row whatever it
- * carries, so a large expiry batch still goes. The budget is counted here,
- * before any payload leaves PostgreSQL: a backlog of expiry rows would
- * otherwise put millions of ids into the relay's memory at once.
+ * Takes the oldest rows for this transaction in one statement: locks them,
+ * deletes those of `topics`, and returns them all. The caller publishes them
+ * and commits; if publishing fails it rolls back and the rows are back. (A
+ * claim, then a delete after publishing, cost two more round trips per relay
+ * batch: four statements where there are now two, besides BEGIN and COMMIT.)
+ *
+ * At most `limit` rows carrying at most `maxEvents` events between them (an
+ * `approvals.expired` row carries one per request, any other row one), and
+ * always the oldest row whatever it carries, so a large expiry batch still
+ * goes. The budget is counted here, before any payload leaves PostgreSQL: a
+ * backlog of expiry rows would otherwise put millions of ids into the relay's
+ * memory at once.
  *
  * SKIP LOCKED lets any number of relays drain concurrently without publishing
  * a row twice at the same time; a relay that dies before commit leaves its
  * rows for the next. The budget is counted over the oldest rows whether or
- * not another relay holds them, so a second relay claims less (or nothing)
+ * not another relay holds them, so a second relay takes less (or nothing)
  * while the first works through the head of the outbox. `more` is true when
- * the limit or the budget left rows behind this claim.
+ * the limit or the budget left rows behind this take.
  */
-export async function claimOutbox(
+export async function takeOutbox(
   ex: Executor,
-  limit: number,
-  maxEvents: number = Number.MAX_SAFE_INTEGER,
-): Promise<OutboxClaim> {
-  const { rows } = await sql<OutboxRow & { more: boolean }>`
+  opts: { readonly limit: number; readonly maxEvents?: number; readonly topics: readonly string[] },
+): Promise<OutboxTake> {
+  const maxEvents = opts.maxEvents ?? Number.MAX_SAFE_INTEGER;
+  const { rows } = await sql<
+    OutboxRow & { more: boolean; taken: boolean; state: string | null; escalate_at: Date | null }
+  >`
     WITH head AS (
       SELECT id,
              CASE WHEN topic = 'approvals.expired' THEN jsonb_array_length(payload->'approval_ids') ELSE 1 END AS events
-        FROM outbox ORDER BY id LIMIT ${limit + 1}
+        FROM outbox ORDER BY id LIMIT ${opts.limit + 1}
     ), running AS (
       SELECT id, sum(events) OVER (ORDER BY id) AS events_through, row_number() OVER (ORDER BY id) AS n FROM head
     ), fitting AS (
-      SELECT id FROM running WHERE n <= ${limit} AND (n = 1 OR events_through <= ${maxEvents})
+      SELECT id FROM running WHERE n <= ${opts.limit} AND (n = 1 OR events_through <= ${maxEvents})
+    ), claimed AS (
+      SELECT o.id, o.org_id, o.topic, o.payload, o.created_at
+        FROM outbox o WHERE o.id IN (SELECT id FROM fitting)
+       ORDER BY o.id FOR UPDATE OF o SKIP LOCKED
+    ), gone AS (
+      DELETE FROM outbox o USING claimed c
+       WHERE o.id = c.id AND c.topic = ANY (${opts.topics}::text[])
+      RETURNING o.id
     )
-    SELECT o.id, o.org_id, o.topic, o.payload, o.created_at,
+    SELECT c.id, c.org_id, c.topic, c.payload, c.created_at,
+           g.id IS NOT NULL AS taken, a.state, a.escalate_at,
            (SELECT count(*) FROM head) > (SELECT count(*) FROM fitting) AS more
-      FROM outbox o WHERE o.id IN (SELECT id FROM fitting)
-     ORDER BY o.id FOR UPDATE OF o SKIP LOCKED
+      FROM claimed c
+      LEFT JOIN gone g ON g.id = c.id
+      -- A payload that is not a uuid finds no request rather than failing the whole batch.
+      LEFT JOIN approval_requests a ON c.topic = 'approval.submitted' AND a.id = CASE
+            WHEN c.payload->>'approval_id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+            THEN (c.payload->>'approval_id')::uuid END
+     ORDER BY c.id
   `.execute(ex);
   return {
-    rows: rows.map(({ more: _more, ...row }) => row),
+    rows: rows.map(({ more: _more, state, escalate_at, ...row }) => ({
+      ...row,
+      escalation: state === null ? null : { state, escalate_at },
+    })),
     more: rows[0]?.more ?? false,
   };
-}
-
-export async function deleteOutbox(ex: Executor, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await ex.deleteFrom('outbox').where('id', '=', anyOf(ids)).execute();
 }
 
 /** Age of the oldest unpublished event, for countersign_outbox_lag_seconds. */

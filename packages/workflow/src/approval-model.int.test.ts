@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateLocalCa, localConnector } from '@countersign/ca';
-import { claimOutbox, DECISION_ACTIONS, deleteOutbox, verifyAuditChain } from '@countersign/db';
+import { DECISION_ACTIONS, OUTBOX_TOPICS, takeOutbox, verifyAuditChain } from '@countersign/db';
 import { actorOf, DomainError, type Principal } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import { createRedis, enqueue, jobIds, openQueue, type TypedQueue } from '@countersign/queues';
@@ -443,17 +443,13 @@ class Publish implements fc.AsyncCommand<Model, Real> {
   async run(m: Model): Promise<void> {
     await tdb.handle.db.transaction().execute(async (tx) => {
       for (;;) {
-        const { rows } = await claimOutbox(tx, 500);
+        const { rows } = await takeOutbox(tx, { limit: 500, topics: OUTBOX_TOPICS });
         if (rows.length === 0) return;
         for (const row of rows) {
           if (row.topic !== 'job.released') continue;
           const { job_id } = row.payload as { job_id: string };
           await enqueue(queue, 'issuance', { job_id }, { jobId: jobIds.issuance(job_id) });
         }
-        await deleteOutbox(
-          tx,
-          rows.map((x) => x.id),
-        );
       }
     });
     for (const e of m.outbox) {

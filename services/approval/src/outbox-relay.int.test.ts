@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { claimOutbox } from '@countersign/db';
+import { OUTBOX_TOPICS, takeOutbox } from '@countersign/db';
 import { actorOf } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import {
@@ -173,11 +173,19 @@ describe('outbox relay', () => {
       ],
     );
     try {
-      const claim = (limit: number, maxEvents?: number) =>
-        tdb.handle.db.transaction().execute(async (tx) => {
-          const c = await claimOutbox(tx, limit, maxEvents);
-          return { topics: c.rows.map((r) => r.topic), more: c.more };
-        });
+      // Each take is rolled back, so the next one sees the same three rows.
+      const claim = async (limit: number, maxEvents?: number) => {
+        let seen: { topics: string[]; more: boolean } | null = null;
+        await tdb.handle.db
+          .transaction()
+          .execute(async (tx) => {
+            const c = await takeOutbox(tx, { limit, maxEvents, topics: OUTBOX_TOPICS });
+            seen = { topics: c.rows.map((r) => r.topic), more: c.more };
+            throw new Error('roll back');
+          })
+          .catch(() => {});
+        return seen;
+      };
       // The oldest row carries three events: it goes alone under a budget of two.
       expect(await claim(10, 2)).toEqual({ topics: ['approvals.expired'], more: true });
       expect(await claim(10, 4)).toEqual({ topics: ['approvals.expired', 'job.released'], more: true });
@@ -187,6 +195,32 @@ describe('outbox relay', () => {
       });
       expect(await claim(2)).toEqual({ topics: ['approvals.expired', 'job.released'], more: true });
       expect(await claim(3)).toEqual({ topics: ['approvals.expired', 'job.released', 'job.released'], more: false });
+    } finally {
+      await tdb.superuser('DELETE FROM outbox');
+    }
+  });
+
+  it('takes a new request with its state and first reminder time, read in the same statement', async () => {
+    expect(await outboxCount()).toBe(0);
+    const gated = await submit(org.gated.id);
+    const open = await submit(org.open.id);
+    try {
+      const taken = await tdb.handle.db
+        .transaction()
+        .execute((tx) => takeOutbox(tx, { limit: 10, topics: OUTBOX_TOPICS }));
+      const submitted = taken.rows.find((r) => r.topic === 'approval.submitted');
+      const stored = await tdb.superuser<{ escalate_at: Date }>(
+        'SELECT escalate_at FROM approval_requests WHERE id = $1',
+        [gated.approval?.id],
+      );
+      expect(stored.rows[0]?.escalate_at).toBeInstanceOf(Date);
+      expect(submitted?.escalation).toEqual({ state: 'pending', escalate_at: stored.rows[0]?.escalate_at });
+      const released = taken.rows.find((r) => r.topic === 'job.released');
+      expect(released?.payload).toEqual({ job_id: open.job.id });
+      expect(released?.escalation).toBeNull();
+      expect(taken.rows.every((r) => r.taken)).toBe(true);
+      // Taken means deleted, with the commit of the taking transaction.
+      expect(await outboxCount()).toBe(0);
     } finally {
       await tdb.superuser('DELETE FROM outbox');
     }

@@ -1,15 +1,8 @@
-import { approvals, claimOutbox, type Db, deleteOutbox, type OutboxRow } from '@countersign/db';
+import { type Db, OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
 import type { Logger } from '@countersign/observability';
 import { enqueueMany, type JobSpec, jobIds, type TypedQueue } from '@countersign/queues';
 import type { DecisionResult } from '@countersign/workflow';
 
-/**
- * Drains the transactional outbox into BullMQ. Rows are claimed with SKIP
- * LOCKED, published, and deleted in one transaction: if Redis refuses, the
- * transaction rolls back and the rows wait for the next drain; if the relay
- * dies after publishing but before commit, the rows are published again and
- * the deterministic job ids (plus idempotent consumers) absorb the repeat.
- */
 /** The mail job for a request submitted or decided: one per request and kind (its job id dedupes replays). */
 function approvalNotice(
   kind: 'approval_submitted' | 'approval_decided',
@@ -40,23 +33,31 @@ export interface RelayDeps {
  */
 export const MAX_EVENTS_PER_BATCH = 5_000;
 
+/**
+ * Drains the transactional outbox into BullMQ. Rows are taken (locked with
+ * SKIP LOCKED and deleted) and published in one transaction: if Redis
+ * refuses, the transaction rolls back and the rows wait for the next drain; if
+ * the relay dies after publishing but before commit, the rows are published
+ * again and the deterministic job ids (plus idempotent consumers) absorb the
+ * repeat.
+ */
 export function createRelay(deps: RelayDeps) {
   const { db, log } = deps;
 
   /**
-   * Publishes a claimed batch: per queue, one Redis transaction per
-   * ENQUEUE_CHUNK messages (addBulk), and one read for the first reminders of
-   * the batch's new requests, instead of a round trip per row.
+   * Publishes a taken batch: per queue, one Redis transaction per
+   * ENQUEUE_CHUNK messages (addBulk). The first reminder of a new request is
+   * scheduled from the request's state and time that came with its row.
    */
-  async function publish(rows: readonly OutboxRow[]): Promise<OutboxRow[]> {
-    const published: OutboxRow[] = [];
+  async function publish(rows: readonly TakenOutboxRow[]): Promise<void> {
     const issuance: JobSpec<'issuance'>[] = [];
     const notifications: JobSpec<'notifications'>[] = [];
-    const submitted = rows
-      .filter((r) => r.topic === 'approval.submitted')
-      .map((r) => (r.payload as { approval_id: string }).approval_id);
-    const requests = new Map((await approvals.findEscalationStarts(db, submitted)).map((a) => [a.id, a]));
     for (const row of rows) {
+      if (!row.taken) {
+        // Written by a newer version during a rolling upgrade, most likely: kept for a relay that knows it.
+        log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; left in the outbox');
+        continue;
+      }
       switch (row.topic) {
         case 'job.released': {
           const { job_id } = row.payload as { job_id: string };
@@ -66,13 +67,13 @@ export function createRelay(deps: RelayDeps) {
         case 'approval.submitted': {
           const { approval_id } = row.payload as { approval_id: string };
           notifications.push(approvalNotice('approval_submitted', row.org_id, approval_id));
-          const approval = requests.get(approval_id);
-          if (approval?.escalate_at && approval.state === 'pending') {
+          const escalateAt = row.escalation?.state === 'pending' ? row.escalation.escalate_at : null;
+          if (escalateAt) {
             notifications.push({
               data: { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
               opts: {
                 jobId: jobIds.notification('approval_escalation', approval_id, 1),
-                delay: Math.max(0, approval.escalate_at.getTime() - Date.now()),
+                delay: Math.max(0, escalateAt.getTime() - Date.now()),
               },
             });
           }
@@ -96,34 +97,29 @@ export function createRelay(deps: RelayDeps) {
           });
           break;
         }
-        default:
-          // Written by a newer version during a rolling upgrade, most likely: kept for a relay that knows it.
-          log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; left in the outbox');
-          continue;
       }
-      published.push(row);
     }
     await enqueueMany(deps.issuance, 'issuance', issuance);
     await enqueueMany(deps.notifications, 'notifications', notifications);
-    return published;
   }
 
-  /** One batch: claims rows (claimOutbox's limit and event budget), publishes them and deletes what it published. */
+  /** One batch: takes rows (takeOutbox's limit and event budget) and publishes them before the take commits. */
   async function drainOnce(): Promise<{ deleted: number; more: boolean }> {
     const bypassed: string[] = [];
     const counts = await db.transaction().execute(async (tx) => {
-      const { rows, more } = await claimOutbox(tx, deps.batchSize, deps.maxEventsPerBatch ?? MAX_EVENTS_PER_BATCH);
-      const published = await publish(rows);
-      for (const row of published) {
+      const { rows, more } = await takeOutbox(tx, {
+        limit: deps.batchSize,
+        maxEvents: deps.maxEventsPerBatch ?? MAX_EVENTS_PER_BATCH,
+        topics: OUTBOX_TOPICS,
+      });
+      await publish(rows);
+      const taken = rows.filter((r) => r.taken);
+      for (const row of taken) {
         if (row.topic === 'approval.submitted' && deps.bypass) {
           bypassed.push((row.payload as { approval_id: string }).approval_id);
         }
       }
-      await deleteOutbox(
-        tx,
-        published.map((r) => r.id),
-      );
-      return { deleted: published.length, more };
+      return { deleted: taken.length, more };
     });
     // Bypass decisions run after the batch committed, in their own transactions.
     for (const id of bypassed) {
