@@ -27,6 +27,7 @@ const OWNERS: Record<string, ServiceName[]> = {
   countersign_notifications_total: ['notifier'],
   countersign_queue_jobs: ['reaper'],
   countersign_outbox_lag_seconds: ['approval'],
+  countersign_outbox_relay_batches_total: ['approval'],
   countersign_http_request_duration_seconds: ['api'],
 };
 const OUTCOME_OWNER: Record<string, ServiceName> = {

@@ -12,6 +12,7 @@ import * as reconcileWindow from './migrations/0009-reconcile-window.ts';
 import * as auditDetailsVerbatim from './migrations/0010-audit-details-verbatim.ts';
 import * as pendingQueueIndex from './migrations/0011-pending-queue-index.ts';
 import * as auditBatchStaging from './migrations/0012-audit-batch-staging.ts';
+import * as outboxNotifyNewestId from './migrations/0013-outbox-notify-newest-id.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010-audit-details-verbatim': auditDetailsVerbatim,
   '0011-pending-queue-index': pendingQueueIndex,
   '0012-audit-batch-staging': auditBatchStaging,
+  '0013-outbox-notify-newest-id': outboxNotifyNewestId,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

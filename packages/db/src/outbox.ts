@@ -41,15 +41,24 @@ export interface OutboxRow {
   created_at: Date;
 }
 
+/** One event for the outbox: a topic with its payload. */
+export type OutboxEvent = { [T in OutboxTopic]: { readonly topic: T; readonly payload: OutboxEvents[T] } }[OutboxTopic];
+
 export async function addOutbox<T extends OutboxTopic>(
   ex: Executor,
   orgId: string,
   topic: T,
   payload: OutboxEvents[T],
 ): Promise<void> {
+  await addOutboxEvents(ex, orgId, [{ topic, payload } as OutboxEvent]);
+}
+
+/** Several events of one transaction in one statement (one round trip, and one wake-up for the relay). */
+export async function addOutboxEvents(ex: Executor, orgId: string, events: readonly OutboxEvent[]): Promise<void> {
+  if (events.length === 0) return;
   await ex
     .insertInto('outbox')
-    .values({ org_id: orgId, topic, payload: JSON.stringify(payload) })
+    .values(events.map((e) => ({ org_id: orgId, topic: e.topic, payload: JSON.stringify(e.payload) })))
     .execute();
 }
 

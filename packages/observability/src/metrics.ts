@@ -82,6 +82,14 @@ export const metricFactories = {
       help: 'Age of the oldest unpublished outbox event',
       registers: [r],
     }),
+  /** Relay batches: `empty` ones found nothing to publish (another relay had it, or a poll found the outbox empty). */
+  outboxBatches: (r: Registry) =>
+    new Counter({
+      name: 'countersign_outbox_relay_batches_total',
+      help: 'Outbox relay batches committed, by whether they published rows',
+      labelNames: ['result'] as const,
+      registers: [r],
+    }),
   auditChainOk: (r: Registry) =>
     new Gauge({
       name: 'countersign_audit_chain_ok',

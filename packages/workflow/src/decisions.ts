@@ -1,11 +1,12 @@
 import {
   type ApprovalRow,
   type AuditEntry,
-  addOutbox,
+  addOutboxEvents,
   appendAuditMany,
   approvals,
   type Db,
   jobs,
+  type OutboxEvent,
   pgCode,
   pgConstraint,
   profiles,
@@ -98,10 +99,11 @@ async function finish(
       details: { state, job_id: a.job_id, note, decided_at: decided.decided_at?.toISOString() ?? null },
     },
   ];
+  const events: OutboxEvent[] = [];
   if (state === 'approved') {
     const job = await jobs.releaseJob(tx, a.job_id);
     if (!job) throw new DomainError('conflict', 'the job of this request is no longer awaiting approval');
-    await addOutbox(tx, a.org_id, 'job.released', { job_id: job.id });
+    events.push({ topic: 'job.released', payload: { job_id: job.id } });
     audit.push({
       orgId: a.org_id,
       actor,
@@ -124,7 +126,8 @@ async function finish(
       });
     }
   }
-  await addOutbox(tx, a.org_id, 'approval.decided', { approval_id: a.id, outcome: state });
+  events.push({ topic: 'approval.decided', payload: { approval_id: a.id, outcome: state } });
+  await addOutboxEvents(tx, a.org_id, events);
   await appendAuditMany(tx, audit);
   return decided;
 }

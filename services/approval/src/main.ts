@@ -23,6 +23,7 @@ if (config.approvalBypass) {
 const decisions = metricFactories.decisions(registry);
 const pendingAge = metricFactories.pendingAge(registry);
 const outboxLag = metricFactories.outboxLag(registry);
+const outboxBatches = metricFactories.outboxBatches(registry);
 const issuance = openQueue('issuance', rt.queues);
 const notifications = openQueue('notifications', rt.queues);
 
@@ -38,6 +39,7 @@ const relay = createRelay({
     const waited = ((approval.decided_at ?? new Date()).getTime() - approval.requested_at.getTime()) / 1000;
     pendingAge.observe({ profile_id: approval.profile_id }, waited);
   },
+  onBatch: (published) => outboxBatches.inc({ result: published > 0 ? 'published' : 'empty' }),
 });
 
 // LISTEN needs a direct session (it does not survive transaction pooling), so it gets its own client.
@@ -48,7 +50,8 @@ async function listen(): Promise<void> {
     connectionString: config.databaseUrl,
     application_name: 'countersign-approval-listen',
   });
-  client.on('notification', () => void relay.drain());
+  // The payload names the newest row the committing statement wrote (migration 0013).
+  client.on('notification', (msg) => void relay.wake(msg.payload ?? ''));
   client.on('error', (err) => {
     log.warn({ err: err.message }, 'outbox listener lost its connection; reconnecting');
     listener = null;

@@ -21,6 +21,7 @@ import {
 } from '@countersign/testing';
 import { approve, bypass, expireDue, requestCertificate, requesterOf } from '@countersign/workflow';
 import type { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRelay } from './outbox-relay.ts';
 
@@ -40,7 +41,7 @@ afterAll(async () => {
   await tdb?.drop();
 });
 
-function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number) {
+function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number, batches?: number[]) {
   const issuance = openQueue('issuance', { connection: redis, prefix });
   const notifications = openQueue('notifications', { connection: redis, prefix });
   const relay = createRelay({
@@ -51,6 +52,7 @@ function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number
     batchSize: 3,
     bypass: withBypass ? (id) => bypass(tdb.handle.db, id) : null,
     ...(maxEventsPerBatch ? { maxEventsPerBatch } : {}),
+    ...(batches ? { onBatch: (published: number) => batches.push(published) } : {}),
   });
   return { relay, issuance, notifications, close: () => Promise.all([issuance.close(), notifications.close()]) };
 }
@@ -223,6 +225,55 @@ describe('outbox relay', () => {
       expect(await outboxCount()).toBe(0);
     } finally {
       await tdb.superuser('DELETE FROM outbox');
+    }
+  });
+
+  it('is woken with the newest row a statement wrote, and runs no batch for a row it already published', async () => {
+    expect(await outboxCount()).toBe(0);
+    const listener = new pg.Client({ connectionString: tdb.appUrl });
+    const payloads: string[] = [];
+    listener.on('notification', (msg) => payloads.push(msg.payload ?? ''));
+    await listener.connect();
+    await listener.query('LISTEN countersign_outbox');
+    const batches: number[] = [];
+    const q = relayFor(randomQueuePrefix(), false, undefined, batches);
+    const insert = async (n: number) =>
+      (
+        await tdb.superuser<{ id: string }>(
+          `INSERT INTO outbox (org_id, topic, payload)
+           SELECT $1, 'job.released', jsonb_build_object('job_id', gen_random_uuid()) FROM generate_series(1, $2)
+           RETURNING id`,
+          [org.orgId, n],
+        )
+      ).rows.map((r) => r.id);
+    const nextPayload = async () => {
+      for (let i = 0; i < 100 && payloads.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      return payloads.shift();
+    };
+    try {
+      const two = await insert(2);
+      const newest = String(Math.max(...two.map(Number)));
+      expect(await nextPayload()).toBe(newest);
+      await q.relay.wake(newest);
+      expect(batches).toEqual([2]);
+      // The notification raced the batch that took its row: nothing more to do.
+      await q.relay.wake(newest);
+      expect(batches).toEqual([2]);
+      // No name (a trigger from before migration 0013): a batch, as before.
+      await q.relay.wake('');
+      expect(batches).toEqual([2, 0]);
+      // Named during a batch that takes the row: that batch is enough.
+      const [one] = await insert(1);
+      await Promise.all([q.relay.drain(), q.relay.wake(one ?? '')]);
+      expect(batches).toEqual([2, 0, 1]);
+      // Named during a batch that does not publish it: one more batch.
+      await Promise.all([q.relay.drain(), q.relay.wake('9999999999')]);
+      expect(batches).toEqual([2, 0, 1, 0, 0]);
+      expect(await q.issuance.count()).toBe(3);
+    } finally {
+      await listener.end();
+      await tdb.superuser('DELETE FROM outbox');
+      await q.close();
     }
   });
 

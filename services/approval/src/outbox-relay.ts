@@ -23,7 +23,12 @@ export interface RelayDeps {
   readonly onBypassed?: (r: DecisionResult) => void;
   /** Events one batch may claim (default MAX_EVENTS_PER_BATCH). */
   readonly maxEventsPerBatch?: number;
+  /** After each committed batch, with the rows it published (0: it found nothing to publish). */
+  readonly onBatch?: (published: number) => void;
 }
+
+/** How many published row ids a relay remembers to recognise wake-ups for rows it already took. */
+export const RECENT_IDS = 10_000;
 
 /**
  * Events one relay batch claims at most (claimOutbox counts them in
@@ -119,8 +124,10 @@ export function createRelay(deps: RelayDeps) {
           bypassed.push((row.payload as { approval_id: string }).approval_id);
         }
       }
-      return { deleted: taken.length, more };
+      return { deleted: taken.length, more, ids: taken.map((r) => r.id) };
     });
+    remember(counts.ids);
+    deps.onBatch?.(counts.deleted);
     // Bypass decisions run after the batch committed, in their own transactions.
     for (const id of bypassed) {
       const result = await deps.bypass?.(id);
@@ -129,11 +136,23 @@ export function createRelay(deps: RelayDeps) {
         deps.onBypassed?.(result);
       }
     }
-    return counts;
+    return { deleted: counts.deleted, more: counts.more };
+  }
+
+  /** Ids of rows this relay published lately (insertion order, oldest first). */
+  const recent = new Set<string>();
+  function remember(ids: readonly string[]): void {
+    for (const id of ids) recent.add(id);
+    for (const oldest of recent) {
+      if (recent.size <= RECENT_IDS) break;
+      recent.delete(oldest);
+    }
   }
 
   let draining: Promise<void> | null = null;
   let again = false;
+  /** Rows named by wake-ups that arrived during a pass: another pass only if the pass did not publish them. */
+  const named = new Set<string>();
 
   /** Drains until empty. Concurrent calls coalesce into one loop plus one more pass. */
   function drain(): Promise<void> {
@@ -151,15 +170,34 @@ export function createRelay(deps: RelayDeps) {
             // publish nothing (only rows of unknown topics) ends the loop rather than spinning on them.
             if (!more || deleted === 0) break;
           }
+          for (const id of named) if (!recent.has(id)) again = true;
+          named.clear();
         } while (again);
       } catch (err) {
         log.warn({ err: err instanceof Error ? err.message : String(err) }, 'outbox drain failed; will retry');
       } finally {
+        named.clear();
         draining = null;
       }
     })();
     return draining;
   }
 
-  return { drain, drainOnce };
+  /**
+   * A wake-up from the outbox trigger, naming the newest row its statement
+   * wrote. The notification comes after the commit, so a batch in flight has
+   * often taken that row already: then no further batch is run for it. An
+   * empty or unknown name drains as before.
+   */
+  function wake(newestId: string): Promise<void> {
+    if (!/^[0-9]+$/.test(newestId)) return drain();
+    if (recent.has(newestId)) return draining ?? Promise.resolve();
+    if (draining) {
+      named.add(newestId);
+      return draining;
+    }
+    return drain();
+  }
+
+  return { drain, drainOnce, wake };
 }
