@@ -58,11 +58,23 @@ export const NOTIFICATION_KINDS = [
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
+/**
+ * Not a mail: the requests one reaper batch expired (one org), which the
+ * notifier turns into each request's `approval_decided` message. Adding up to
+ * a batch's worth of messages in the relay competed with the expiry itself
+ * for the cores; the notifier runs at a lower CPU priority.
+ */
+export const EXPIRY_BATCH = 'approvals_expired' as const;
+/** Ids one expiry batch message carries at most (COUNTERSIGN_REAPER_BATCH_SIZE's ceiling). */
+export const EXPIRY_BATCH_MAX_IDS = 10_000;
+
 export const NotificationPayload = Type.Object(
   {
-    kind: Type.Union(NOTIFICATION_KINDS.map((k) => Type.Literal(k))),
+    kind: Type.Union(([...NOTIFICATION_KINDS, EXPIRY_BATCH] as const).map((k) => Type.Literal(k))),
     org_id: Uuid,
     approval_id: Type.Optional(Uuid),
+    /** The expired requests of an expiry batch. */
+    approval_ids: Type.Optional(Type.Array(Uuid, { minItems: 1, maxItems: EXPIRY_BATCH_MAX_IDS })),
     job_id: Type.Optional(Uuid),
     version_id: Type.Optional(Uuid),
     /** Reminder number for escalations, so each reminder is its own event. */
@@ -109,4 +121,15 @@ export const jobIds = {
   issuance: (jobId: string) => `issue-${jobId}`,
   notification: (kind: NotificationKind, id: string, round?: number) =>
     round === undefined ? `${kind}-${id}` : `${kind}-${id}-r${round}`,
+  /** Named after the batch's first (lowest) request id: a request expires once, so no two batches share it. */
+  expiryBatch: (approvalIds: readonly string[]) => `${EXPIRY_BATCH}-${approvalIds.reduce((a, b) => (b < a ? b : a))}`,
 } as const;
+
+/** The mail message for a request submitted or decided: one per request and kind (its job id dedupes replays). */
+export function approvalNotice(
+  kind: 'approval_submitted' | 'approval_decided',
+  org_id: string,
+  approval_id: string,
+): { data: Static<typeof NotificationPayload>; opts: { jobId: string } } {
+  return { data: { kind, org_id, approval_id }, opts: { jobId: jobIds.notification(kind, approval_id) } };
+}

@@ -1,16 +1,15 @@
 import { type Db, OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
 import type { Logger } from '@countersign/observability';
-import { enqueueMany, type JobSpec, jobIds, type TypedQueue } from '@countersign/queues';
+import {
+  approvalNotice,
+  EXPIRY_BATCH,
+  EXPIRY_BATCH_MAX_IDS,
+  enqueueMany,
+  type JobSpec,
+  jobIds,
+  type TypedQueue,
+} from '@countersign/queues';
 import type { DecisionResult } from '@countersign/workflow';
-
-/** The mail job for a request submitted or decided: one per request and kind (its job id dedupes replays). */
-function approvalNotice(
-  kind: 'approval_submitted' | 'approval_decided',
-  org_id: string,
-  approval_id: string,
-): JobSpec<'notifications'> {
-  return { data: { kind, org_id, approval_id }, opts: { jobId: jobIds.notification(kind, approval_id) } };
-}
 
 export interface RelayDeps {
   readonly db: Db;
@@ -90,8 +89,15 @@ export function createRelay(deps: RelayDeps) {
           break;
         }
         case 'approvals.expired': {
+          // One message for the batch; the notifier, at its lower priority, adds each request's decision mail.
           const { approval_ids } = row.payload as { approval_ids: string[] };
-          for (const id of approval_ids) notifications.push(approvalNotice('approval_decided', row.org_id, id));
+          for (let i = 0; i < approval_ids.length; i += EXPIRY_BATCH_MAX_IDS) {
+            const ids = approval_ids.slice(i, i + EXPIRY_BATCH_MAX_IDS);
+            notifications.push({
+              data: { kind: EXPIRY_BATCH, org_id: row.org_id, approval_ids: ids },
+              opts: { jobId: jobIds.expiryBatch(ids) },
+            });
+          }
           break;
         }
         case 'certificate.issued': {

@@ -3,7 +3,7 @@ import { notifications } from '@countersign/db';
 import { freePort } from '@countersign/devstack';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
-import { enqueue, jobIds } from '@countersign/queues';
+import { EXPIRY_BATCH, enqueue, jobIds } from '@countersign/queues';
 import { approve, createPrincipal, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliver, NO_SMTP_REASON } from './deliveries.ts';
@@ -260,6 +260,47 @@ describe('exactly once per recipient', () => {
       ['sent', 1],
       ['sent', 1],
     ]);
+  });
+
+  it('turns an expiry batch into one decision mail per request, once, however often the batch arrives', async () => {
+    const subs = [
+      await p.submit(p.org.requester, p.org.gated.id, 'batch-a.example.test'),
+      await p.submit(p.org.requester, p.org.gated.id, 'batch-b.example.test'),
+    ];
+    const ids = subs.map((r) => r.approvalId);
+    await p.drain();
+    await p.tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 second' WHERE id = ANY($1)`, [
+      ids,
+    ]);
+    expect((await expireDue(p.db, new Date(), 10)).map((e) => e.id).sort()).toEqual([...ids].sort());
+    await p.drain();
+    // The relay's batch message, then two copies under other ids, as a re-publish or a lost ack would produce.
+    const batch = { kind: EXPIRY_BATCH, org_id: p.org.orgId, approval_ids: ids };
+    await Promise.all([
+      enqueue(p.notifications, 'notifications', batch, { jobId: `dup-batch-${ids[0]}-1` }),
+      enqueue(p.notifications, 'notifications', batch, { jobId: `dup-batch-${ids[0]}-2` }),
+    ]);
+    for (const cn of ['batch-a.example.test', 'batch-b.example.test'])
+      await p.sink.waitFor((x) => x.subject.includes(`Request expired: ${cn}`));
+    await eventually('the batch copies processed', async () => {
+      const states = await Promise.all(
+        [jobIds.expiryBatch(ids), `dup-batch-${ids[0]}-1`, `dup-batch-${ids[0]}-2`].map(async (id) =>
+          (await p.notifications.getJob(id))?.getState(),
+        ),
+      );
+      return states.every((s) => s === 'completed');
+    });
+    await sleep(500);
+    const expiredMail = p.sink.messages().filter((m) => /Request expired: batch-[ab]\.example\.test/.test(m.subject));
+    expect(expiredMail.map((m) => m.subject).sort()).toEqual([
+      '[Countersign] Request expired: batch-a.example.test (production-web)',
+      '[Countersign] Request expired: batch-b.example.test (production-web)',
+    ]);
+    for (const id of ids) {
+      expect(await p.notifications.getJob(jobIds.notification('approval_decided', id))).toBeTruthy();
+      const rows = await deliveriesOf(jobIds.notification('approval_decided', id));
+      expect(rows.map((x) => [x.recipient, x.status])).toEqual([[addr('requester'), 'sent']]);
+    }
   });
 
   it('audits and mails a reminder round once when its message is delivered several times at once', async () => {

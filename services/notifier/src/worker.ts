@@ -1,11 +1,12 @@
 import { type ApprovalRow, appendAudit, approvals, certificates, jobs, notifications, profiles } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import {
+  approvalNotice,
   createWorker,
   enqueue,
+  enqueueMany,
   type Job,
   jobIds,
-  type NotificationKind,
   type PayloadOf,
   type QueueContext,
   type TypedQueue,
@@ -49,7 +50,8 @@ export interface NotifierDeps extends DeliveryDeps {
 
 export type NotificationResult =
   | (DeliverySummary & { status: 'delivered'; next_round?: number | null })
-  | { status: 'stopped'; event_key: string; reason: string };
+  | { status: 'stopped'; event_key: string; reason: string }
+  | { status: 'fanned_out'; messages: number };
 
 type Payload = PayloadOf<'notifications'>;
 
@@ -279,11 +281,27 @@ export function buildNotifier(deps: NotifierDeps) {
     return round + 1;
   }
 
-  const handlers: Record<NotificationKind, (d: Payload, job: Job) => Promise<NotificationResult>> = {
+  /**
+   * An expiry batch: each request's decision mail becomes its own message
+   * (the same job id the relay gives a single decision, so a re-delivered
+   * batch adds nothing twice and the reconciler finds them as usual).
+   */
+  async function expiryBatch(d: Payload): Promise<NotificationResult> {
+    const ids = required(d.approval_ids, 'approval_ids');
+    await enqueueMany(
+      deps.notifications,
+      'notifications',
+      ids.map((id) => approvalNotice('approval_decided', d.org_id, id)),
+    );
+    return { status: 'fanned_out', messages: ids.length };
+  }
+
+  const handlers: Record<Payload['kind'], (d: Payload, job: Job) => Promise<NotificationResult>> = {
     approval_submitted: submitted,
     approval_decided: decided,
     approval_escalation: escalation,
     certificate_issued: issued,
+    approvals_expired: expiryBatch,
   };
 
   return {
