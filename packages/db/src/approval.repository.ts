@@ -217,7 +217,7 @@ export interface ExpiredApproval {
  * Expires up to `limit` pending requests past their deadline, in one
  * statement: the requests, their jobs (cancelled, 'approval expired'), one
  * `approvals.expired` outbox event per org (the requesters' mail, fanned out
- * by the relay) and one `approval_expired` audit
+ * by the notifier) and one `approval_expired` audit
  * record each, staged per org like appendAuditMany's and sealed into the chain
  * at COMMIT. The reaper must clear a large backlog quickly: shipping every
  * expired row to the service and its audit records back (canonical details
@@ -260,7 +260,7 @@ export async function expireBatch(
        WHERE j.id = ANY (ARRAY(SELECT job_id FROM expired)) AND j.status = 'awaiting_approval'
        RETURNING j.id
     ), mailed AS (
-      -- One event per org for the batch (OutboxEvents['approvals.expired']); the relay fans it out.
+      -- One event per org for the batch (OutboxEvents['approvals.expired']); the notifier fans it out.
       INSERT INTO outbox (org_id, topic, payload)
       SELECT org_id, 'approvals.expired', jsonb_build_object('approval_ids', jsonb_agg(id ORDER BY id))
         FROM expired GROUP BY org_id

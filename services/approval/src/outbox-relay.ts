@@ -20,7 +20,7 @@ export interface RelayDeps {
   /** COUNTERSIGN_APPROVAL_BYPASS: auto-approve non-production requests. */
   readonly bypass: ((approvalId: string) => Promise<DecisionResult | null>) | null;
   readonly onBypassed?: (r: DecisionResult) => void;
-  /** Events one batch may claim (default MAX_EVENTS_PER_BATCH). */
+  /** Events one batch may take (default MAX_EVENTS_PER_BATCH). */
   readonly maxEventsPerBatch?: number;
   /** After each committed batch, with the rows it published (0: it found nothing to publish). */
   readonly onBatch?: (published: number) => void;
@@ -30,10 +30,10 @@ export interface RelayDeps {
 export const RECENT_IDS = 10_000;
 
 /**
- * Events one relay batch claims at most (claimOutbox counts them in
+ * Events one relay batch takes at most (takeOutbox counts them in
  * PostgreSQL). An expiry row carries one event per request, up to the
- * reaper's batch size, so 200 claimed rows could otherwise put millions of
- * ids and jobs into the relay's memory at once.
+ * reaper's batch size, so 200 taken rows could otherwise put millions of
+ * ids into the relay's memory, and its messages, at once.
  */
 export const MAX_EVENTS_PER_BATCH = 5_000;
 
