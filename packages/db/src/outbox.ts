@@ -63,10 +63,9 @@ export async function addOutboxEvents(ex: Executor, orgId: string, events: reado
     .execute();
 }
 
-/** A row the relay took: deleted in its transaction unless its topic is unknown to it. */
+/** A row the relay took and deleted in its transaction, to publish before that commits. */
 export interface TakenOutboxRow extends OutboxRow {
-  /** False for a topic the relay does not know: locked by the claim but left in the outbox. */
-  readonly taken: boolean;
+  readonly taken: true;
   /**
    * For `approval.submitted`: the request's state and first reminder time, read in the same
    * statement, so the relay schedules the reminder without another round trip. Null otherwise,
@@ -75,9 +74,16 @@ export interface TakenOutboxRow extends OutboxRow {
   readonly escalation: { readonly state: string; readonly escalate_at: Date | null } | null;
 }
 
+/** A row of a topic this relay does not know (a newer version's): locked by the take, left in the outbox. */
+export interface LeftOutboxRow extends Omit<OutboxRow, 'topic' | 'payload'> {
+  readonly taken: false;
+  readonly topic: string;
+  readonly payload: unknown;
+}
+
 /** A relay's take: its rows, and whether older-first order left rows behind them for the next take. */
 export interface OutboxTake {
-  readonly rows: TakenOutboxRow[];
+  readonly rows: (TakenOutboxRow | LeftOutboxRow)[];
   readonly more: boolean;
 }
 
@@ -85,8 +91,9 @@ export interface OutboxTake {
  * Takes the oldest rows for this transaction in one statement: locks them,
  * deletes those of `topics`, and returns them all. The caller publishes them
  * and commits; if publishing fails it rolls back and the rows are back. (A
- * claim, then a delete after publishing, cost two more round trips per relay
- * batch: four statements where there are now two, besides BEGIN and COMMIT.)
+ * claim, a read of the new requests' reminder times and a delete after
+ * publishing were three statements where there is now one, besides BEGIN and
+ * COMMIT.)
  *
  * At most `limit` rows carrying at most `maxEvents` events between them (an
  * `approvals.expired` row carries one per request, any other row one), and
@@ -139,10 +146,9 @@ export async function takeOutbox(
      ORDER BY c.id
   `.execute(ex);
   return {
-    rows: rows.map(({ more: _more, state, escalate_at, ...row }) => ({
-      ...row,
-      escalation: state === null ? null : { state, escalate_at },
-    })),
+    rows: rows.map(({ more: _more, state, escalate_at, taken, ...row }): TakenOutboxRow | LeftOutboxRow =>
+      taken ? { ...row, taken, escalation: state === null ? null : { state, escalate_at } } : { ...row, taken },
+    ),
     more: rows[0]?.more ?? false,
   };
 }

@@ -444,7 +444,7 @@ class Publish implements fc.AsyncCommand<Model, Real> {
     await tdb.handle.db.transaction().execute(async (tx) => {
       for (;;) {
         const { rows } = await takeOutbox(tx, { limit: 500, topics: OUTBOX_TOPICS });
-        if (rows.length === 0) return;
+        if (!rows.some((r) => r.taken)) return;
         for (const row of rows) {
           if (row.topic !== 'job.released') continue;
           const { job_id } = row.payload as { job_id: string };

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { OUTBOX_TOPICS, takeOutbox } from '@countersign/db';
+import { OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
 import { actorOf } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import {
@@ -153,6 +153,8 @@ describe('outbox relay', () => {
       expect(waiting.filter((j) => j.data.kind === 'approval_decided')).toEqual([]);
       const batches = waiting.filter((j) => j.data.kind === EXPIRY_BATCH);
       expect(batches.map((j) => j.id)).toEqual([jobIds.expiryBatch(ids)]);
+      // Ahead of any queued mail, so each request's message exists before the reconciler looks.
+      expect(batches[0]?.opts.lifo).toBe(true);
       expect(batches[0]?.data).toEqual({ kind: EXPIRY_BATCH, org_id: org.orgId, approval_ids: [...ids].sort() });
     } finally {
       await q.close();
@@ -176,14 +178,17 @@ describe('outbox relay', () => {
       // Each take is rolled back, so the next one sees the same three rows.
       const claim = async (limit: number, maxEvents?: number) => {
         let seen: { topics: string[]; more: boolean } | null = null;
+        const rollBack = new Error('roll back');
         await tdb.handle.db
           .transaction()
           .execute(async (tx) => {
             const c = await takeOutbox(tx, { limit, maxEvents, topics: OUTBOX_TOPICS });
             seen = { topics: c.rows.map((r) => r.topic), more: c.more };
-            throw new Error('roll back');
+            throw rollBack;
           })
-          .catch(() => {});
+          .catch((err) => {
+            if (err !== rollBack) throw err;
+          });
         return seen;
       };
       // The oldest row carries three events: it goes alone under a budget of two.
@@ -208,14 +213,14 @@ describe('outbox relay', () => {
       const taken = await tdb.handle.db
         .transaction()
         .execute((tx) => takeOutbox(tx, { limit: 10, topics: OUTBOX_TOPICS }));
-      const submitted = taken.rows.find((r) => r.topic === 'approval.submitted');
+      const submitted = taken.rows.find((r): r is TakenOutboxRow => r.taken && r.topic === 'approval.submitted');
       const stored = await tdb.superuser<{ escalate_at: Date }>(
         'SELECT escalate_at FROM approval_requests WHERE id = $1',
         [gated.approval?.id],
       );
       expect(stored.rows[0]?.escalate_at).toBeInstanceOf(Date);
       expect(submitted?.escalation).toEqual({ state: 'pending', escalate_at: stored.rows[0]?.escalate_at });
-      const released = taken.rows.find((r) => r.topic === 'job.released');
+      const released = taken.rows.find((r): r is TakenOutboxRow => r.taken && r.topic === 'job.released');
       expect(released?.payload).toEqual({ job_id: open.job.id });
       expect(released?.escalation).toBeNull();
       expect(taken.rows.every((r) => r.taken)).toBe(true);
@@ -260,8 +265,11 @@ describe('outbox relay', () => {
       // No name (a trigger from before migration 0013): a batch, as before.
       await q.relay.wake('');
       expect(batches).toEqual([2, 0]);
+      // A statement that wrote no row wakes nobody: the next wake-up names the next row.
+      expect(await insert(0)).toEqual([]);
       // Named during a batch that takes the row: that batch is enough.
       const [one] = await insert(1);
+      expect(await nextPayload()).toBe(one);
       await Promise.all([q.relay.drain(), q.relay.wake(one ?? '')]);
       expect(batches).toEqual([2, 0, 1]);
       // Named during a batch that does not publish it: one more batch.

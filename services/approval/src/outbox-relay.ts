@@ -1,14 +1,6 @@
-import { type Db, OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
+import { type Db, type LeftOutboxRow, OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
 import type { Logger } from '@countersign/observability';
-import {
-  approvalNotice,
-  EXPIRY_BATCH,
-  EXPIRY_BATCH_MAX_IDS,
-  enqueueMany,
-  type JobSpec,
-  jobIds,
-  type TypedQueue,
-} from '@countersign/queues';
+import { approvalNotice, EXPIRY_BATCH, enqueueMany, type JobSpec, jobIds, type TypedQueue } from '@countersign/queues';
 import type { DecisionResult } from '@countersign/workflow';
 
 export interface RelayDeps {
@@ -53,7 +45,7 @@ export function createRelay(deps: RelayDeps) {
    * ENQUEUE_CHUNK messages (addBulk). The first reminder of a new request is
    * scheduled from the request's state and time that came with its row.
    */
-  async function publish(rows: readonly TakenOutboxRow[]): Promise<void> {
+  async function publish(rows: readonly (TakenOutboxRow | LeftOutboxRow)[]): Promise<void> {
     const issuance: JobSpec<'issuance'>[] = [];
     const notifications: JobSpec<'notifications'>[] = [];
     for (const row of rows) {
@@ -89,15 +81,15 @@ export function createRelay(deps: RelayDeps) {
           break;
         }
         case 'approvals.expired': {
-          // One message for the batch; the notifier, at its lower priority, adds each request's decision mail.
+          // One message for the batch (at most COUNTERSIGN_REAPER_BATCH_SIZE ids, which is capped at
+          // EXPIRY_BATCH_MAX_IDS); the notifier, at its lower priority, adds each request's decision mail.
+          // LIFO: the fan-out goes ahead of queued mail, so the reconciler finds each request's message
+          // in the queue rather than adding it again itself.
           const { approval_ids } = row.payload as { approval_ids: string[] };
-          for (let i = 0; i < approval_ids.length; i += EXPIRY_BATCH_MAX_IDS) {
-            const ids = approval_ids.slice(i, i + EXPIRY_BATCH_MAX_IDS);
-            notifications.push({
-              data: { kind: EXPIRY_BATCH, org_id: row.org_id, approval_ids: ids },
-              opts: { jobId: jobIds.expiryBatch(ids) },
-            });
-          }
+          notifications.push({
+            data: { kind: EXPIRY_BATCH, org_id: row.org_id, approval_ids },
+            opts: { jobId: jobIds.expiryBatch(approval_ids), lifo: true },
+          });
           break;
         }
         case 'certificate.issued': {
@@ -107,6 +99,12 @@ export function createRelay(deps: RelayDeps) {
             opts: { jobId: jobIds.notification('certificate_issued', version_id) },
           });
           break;
+        }
+        default: {
+          // A topic in OUTBOX_TOPICS (so taken, deleted in this transaction) without a publisher:
+          // failing the batch rolls the delete back rather than losing the event.
+          const unpublished: never = row;
+          throw new Error(`outbox topic ${(unpublished as { topic: string }).topic} has no publisher`);
         }
       }
     }

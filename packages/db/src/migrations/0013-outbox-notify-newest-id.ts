@@ -10,12 +10,22 @@ import { type Kysely, sql } from 'kysely';
  * (BEGIN, take, COMMIT): 1.7 such batches per lifecycle in the benchmark.
  * Now it skips a wake-up whose row it published. A relay of an older version
  * ignores the payload; a newer relay treats an empty one as before.
+ *
+ * A statement that wrote no row (an expiry run with nothing due) no longer
+ * wakes the relay at all. Replacing the trigger locks the outbox against
+ * inserts: with a lock_timeout the migration fails (and is simply run again)
+ * rather than queue every request behind a long relay transaction.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
+SET LOCAL lock_timeout = '5s';
 CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  newest bigint := (SELECT max(id) FROM written);
 BEGIN
-  PERFORM pg_notify('countersign_outbox', (SELECT max(id)::text FROM written));
+  IF newest IS NOT NULL THEN
+    PERFORM pg_notify('countersign_outbox', newest::text);
+  END IF;
   RETURN NULL;
 END $fn$;
 DROP TRIGGER outbox_notify ON outbox;
