@@ -28,6 +28,7 @@ const OWNERS: Record<string, ServiceName[]> = {
   countersign_queue_jobs: ['reaper'],
   countersign_outbox_lag_seconds: ['approval'],
   countersign_outbox_relay_batches_total: ['approval'],
+  countersign_outbox_dead_letters_total: ['approval'],
   countersign_http_request_duration_seconds: ['api'],
 };
 const OUTCOME_OWNER: Record<string, ServiceName> = {

@@ -13,6 +13,7 @@ import * as auditDetailsVerbatim from './migrations/0010-audit-details-verbatim.
 import * as pendingQueueIndex from './migrations/0011-pending-queue-index.ts';
 import * as auditBatchStaging from './migrations/0012-audit-batch-staging.ts';
 import * as outboxNotifyNewestId from './migrations/0013-outbox-notify-newest-id.ts';
+import * as outboxDeadLetters from './migrations/0014-outbox-dead-letters.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -29,6 +30,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0011-pending-queue-index': pendingQueueIndex,
   '0012-audit-batch-staging': auditBatchStaging,
   '0013-outbox-notify-newest-id': outboxNotifyNewestId,
+  '0014-outbox-dead-letters': outboxDeadLetters,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

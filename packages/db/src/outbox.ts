@@ -153,6 +153,31 @@ export async function takeOutbox(
   };
 }
 
+/**
+ * Keeps taken rows that cannot be published (their payload breaks the queue
+ * contract), with the reason, in the transaction that took them: they no longer
+ * stop the rows behind them (migration 0014).
+ */
+export async function addDeadLetters(
+  ex: Executor,
+  letters: readonly { readonly row: OutboxRow; readonly reason: string }[],
+): Promise<void> {
+  if (letters.length === 0) return;
+  await ex
+    .insertInto('outbox_dead_letters')
+    .values(
+      letters.map(({ row, reason }) => ({
+        id: row.id,
+        org_id: row.org_id,
+        topic: row.topic,
+        payload: JSON.stringify(row.payload),
+        created_at: row.created_at,
+        reason,
+      })),
+    )
+    .execute();
+}
+
 /** Age of the oldest unpublished event, for countersign_outbox_lag_seconds. */
 export async function outboxLagSeconds(ex: Executor): Promise<number> {
   const { rows } = await sql<{ lag: number | null }>`

@@ -156,6 +156,17 @@ export interface OutboxTable {
   created_at: Timestamp;
 }
 
+/** An outbox row whose payload broke its queue contract (migration 0014). */
+export interface OutboxDeadLettersTable {
+  id: string;
+  org_id: string;
+  topic: string;
+  payload: unknown;
+  created_at: Timestamp;
+  failed_at: Generated<Timestamp>;
+  reason: string;
+}
+
 export interface AuditHeadsTable {
   org_id: string;
   seq: string;
@@ -207,6 +218,7 @@ export interface Database {
   certificate_versions: CertificateVersionsTable;
   idempotency_keys: IdempotencyKeysTable;
   outbox: OutboxTable;
+  outbox_dead_letters: OutboxDeadLettersTable;
   audit_heads: AuditHeadsTable;
   audit_records: AuditRecordsTable;
   audit_staging_batches: AuditStagingBatchesTable;

@@ -90,6 +90,13 @@ export const metricFactories = {
       labelNames: ['result'] as const,
       registers: [r],
     }),
+  /** Outbox rows whose payload broke their queue contract, kept in outbox_dead_letters instead of published. */
+  outboxDeadLetters: (r: Registry) =>
+    new Counter({
+      name: 'countersign_outbox_dead_letters_total',
+      help: 'Outbox rows the relay could not publish (payload breaks the queue contract), kept in outbox_dead_letters',
+      registers: [r],
+    }),
   auditChainOk: (r: Registry) =>
     new Gauge({
       name: 'countersign_audit_chain_ok',

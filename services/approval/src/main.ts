@@ -24,6 +24,7 @@ const decisions = metricFactories.decisions(registry);
 const pendingAge = metricFactories.pendingAge(registry);
 const outboxLag = metricFactories.outboxLag(registry);
 const outboxBatches = metricFactories.outboxBatches(registry);
+const outboxDeadLetters = metricFactories.outboxDeadLetters(registry);
 const issuance = openQueue('issuance', rt.queues);
 const notifications = openQueue('notifications', rt.queues);
 
@@ -40,6 +41,7 @@ const relay = createRelay({
     pendingAge.observe({ profile_id: approval.profile_id }, waited);
   },
   onBatch: (published) => outboxBatches.inc({ result: published > 0 ? 'published' : 'empty' }),
+  onDeadLetters: (count) => outboxDeadLetters.inc(count),
 });
 
 // LISTEN needs a direct session (it does not survive transaction pooling), so it gets its own client.

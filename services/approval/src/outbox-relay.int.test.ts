@@ -42,7 +42,13 @@ afterAll(async () => {
   await tdb?.drop();
 });
 
-function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number, batches?: number[]) {
+function relayFor(
+  prefix: string,
+  withBypass = false,
+  maxEventsPerBatch?: number,
+  batches?: number[],
+  deadLetters?: number[],
+) {
   const issuance = openQueue('issuance', { connection: redis, prefix });
   const notifications = openQueue('notifications', { connection: redis, prefix });
   const relay = createRelay({
@@ -54,6 +60,7 @@ function relayFor(prefix: string, withBypass = false, maxEventsPerBatch?: number
     bypass: withBypass ? (id) => bypass(tdb.handle.db, id) : null,
     ...(maxEventsPerBatch ? { maxEventsPerBatch } : {}),
     ...(batches ? { onBatch: (published: number) => batches.push(published) } : {}),
+    ...(deadLetters ? { onDeadLetters: (count: number) => deadLetters.push(count) } : {}),
   });
   return { relay, issuance, notifications, close: () => Promise.all([issuance.close(), notifications.close()]) };
 }
@@ -278,6 +285,38 @@ describe('outbox relay', () => {
       expect(await q.issuance.count()).toBe(3);
     } finally {
       await listener.end();
+      await tdb.superuser('DELETE FROM outbox');
+      await q.close();
+    }
+  });
+
+  it('keeps a row whose payload breaks the queue contract in outbox_dead_letters, with the reason, and publishes the rest', async () => {
+    expect(await outboxCount()).toBe(0);
+    const deadLetters: number[] = [];
+    const q = relayFor(randomQueuePrefix(), false, undefined, undefined, deadLetters);
+    try {
+      // The oldest row: it used to fail every batch, and so hold up every row behind it.
+      const poison = await tdb.superuser<{ id: string }>(
+        `INSERT INTO outbox (org_id, topic, payload) VALUES ($1, 'job.released', '{"job_id":"not-a-uuid"}') RETURNING id`,
+        [org.orgId],
+      );
+      const open = await submit(org.open.id);
+      await q.relay.drain();
+      expect(await outboxCount()).toBe(0);
+      expect(await q.issuance.getJob(jobIds.issuance(open.job.id))).toBeTruthy();
+      expect(await q.issuance.count()).toBe(1);
+      const dead = await tdb.superuser<{ id: string; topic: string; payload: unknown; reason: string }>(
+        'SELECT id, topic, payload, reason FROM outbox_dead_letters',
+      );
+      expect(dead.rows).toHaveLength(1);
+      expect(dead.rows[0]).toMatchObject({
+        id: poison.rows[0]?.id,
+        topic: 'job.released',
+        payload: { job_id: 'not-a-uuid' },
+      });
+      expect(dead.rows[0]?.reason).toMatch(/job_id/);
+      expect(deadLetters).toEqual([1]);
+    } finally {
       await tdb.superuser('DELETE FROM outbox');
       await q.close();
     }

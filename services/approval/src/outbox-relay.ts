@@ -1,6 +1,22 @@
-import { type Db, type LeftOutboxRow, OUTBOX_TOPICS, type TakenOutboxRow, takeOutbox } from '@countersign/db';
+import {
+  addDeadLetters,
+  type Db,
+  type LeftOutboxRow,
+  OUTBOX_TOPICS,
+  type TakenOutboxRow,
+  type Tx,
+  takeOutbox,
+} from '@countersign/db';
 import type { Logger } from '@countersign/observability';
-import { approvalNotice, EXPIRY_BATCH, enqueueMany, type JobSpec, jobIds, type TypedQueue } from '@countersign/queues';
+import {
+  approvalNotice,
+  EXPIRY_BATCH,
+  enqueueMany,
+  type JobSpec,
+  jobIds,
+  type TypedQueue,
+  validatePayload,
+} from '@countersign/queues';
 import type { DecisionResult } from '@countersign/workflow';
 
 export interface RelayDeps {
@@ -16,7 +32,12 @@ export interface RelayDeps {
   readonly maxEventsPerBatch?: number;
   /** After each committed batch, with the rows it published (0: it found nothing to publish). */
   readonly onBatch?: (published: number) => void;
+  /** Rows moved to outbox_dead_letters in a batch. */
+  readonly onDeadLetters?: (count: number) => void;
 }
+
+/** A topic of this version without a publisher: a deploy error, never a dead letter. */
+class PublisherMissingError extends Error {}
 
 /** How many published row ids a relay remembers to recognise wake-ups for rows it already took. */
 export const RECENT_IDS = 10_000;
@@ -41,75 +62,122 @@ export function createRelay(deps: RelayDeps) {
   const { db, log } = deps;
 
   /**
-   * Publishes a taken batch: per queue, one Redis transaction per
-   * ENQUEUE_CHUNK messages (addBulk). The first reminder of a new request is
-   * scheduled from the request's state and time that came with its row.
+   * The messages one taken row stands for. The first reminder of a new
+   * request is scheduled from the request's state and time that came with
+   * its row.
    */
-  async function publish(rows: readonly (TakenOutboxRow | LeftOutboxRow)[]): Promise<void> {
+  function messagesOf(row: TakenOutboxRow): {
+    issuance: JobSpec<'issuance'>[];
+    notifications: JobSpec<'notifications'>[];
+  } {
+    switch (row.topic) {
+      case 'job.released': {
+        const { job_id } = row.payload as { job_id: string };
+        return { issuance: [{ data: { job_id }, opts: { jobId: jobIds.issuance(job_id) } }], notifications: [] };
+      }
+      case 'approval.submitted': {
+        const { approval_id } = row.payload as { approval_id: string };
+        const notifications: JobSpec<'notifications'>[] = [
+          approvalNotice('approval_submitted', row.org_id, approval_id),
+        ];
+        const escalateAt = row.escalation?.state === 'pending' ? row.escalation.escalate_at : null;
+        if (escalateAt) {
+          notifications.push({
+            data: { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
+            opts: {
+              jobId: jobIds.notification('approval_escalation', approval_id, 1),
+              delay: Math.max(0, escalateAt.getTime() - Date.now()),
+            },
+          });
+        }
+        return { issuance: [], notifications };
+      }
+      case 'approval.decided': {
+        const { approval_id } = row.payload as { approval_id: string };
+        return { issuance: [], notifications: [approvalNotice('approval_decided', row.org_id, approval_id)] };
+      }
+      case 'approvals.expired': {
+        // One message for the batch (at most COUNTERSIGN_REAPER_BATCH_SIZE ids, which is capped at
+        // EXPIRY_BATCH_MAX_IDS); the notifier, at its lower priority, adds each request's decision mail.
+        // LIFO: the fan-out goes ahead of queued mail, so the reconciler finds each request's message
+        // in the queue rather than adding it again itself.
+        const { approval_ids } = row.payload as { approval_ids: string[] };
+        return {
+          issuance: [],
+          notifications: [
+            {
+              data: { kind: EXPIRY_BATCH, org_id: row.org_id, approval_ids },
+              opts: { jobId: jobIds.expiryBatch(approval_ids), lifo: true },
+            },
+          ],
+        };
+      }
+      case 'certificate.issued': {
+        const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
+        return {
+          issuance: [],
+          notifications: [
+            {
+              data: { kind: 'certificate_issued', org_id: row.org_id, job_id, version_id },
+              opts: { jobId: jobIds.notification('certificate_issued', version_id) },
+            },
+          ],
+        };
+      }
+      default: {
+        // A topic in OUTBOX_TOPICS (so taken, deleted in this transaction) without a publisher:
+        // failing the batch rolls the delete back rather than losing the event.
+        const unpublished: never = row.topic;
+        throw new PublisherMissingError(`outbox topic ${String(unpublished)} has no publisher`);
+      }
+    }
+  }
+
+  /**
+   * Publishes a taken batch: per queue, one Redis transaction per
+   * ENQUEUE_CHUNK messages (addBulk). A row whose messages break the queue
+   * contract is kept in outbox_dead_letters with the reason, in the same
+   * transaction, instead of failing every batch from then on: the relay takes
+   * the oldest rows first, so it would stop everything behind it.
+   */
+  async function publish(tx: Tx, rows: readonly (TakenOutboxRow | LeftOutboxRow)[]): Promise<TakenOutboxRow[]> {
     const issuance: JobSpec<'issuance'>[] = [];
     const notifications: JobSpec<'notifications'>[] = [];
+    const published: TakenOutboxRow[] = [];
+    const dead: { row: TakenOutboxRow; reason: string }[] = [];
     for (const row of rows) {
       if (!row.taken) {
         // Written by a newer version during a rolling upgrade, most likely: kept for a relay that knows it.
         log.error({ topic: row.topic, id: row.id }, 'unknown outbox topic; left in the outbox');
         continue;
       }
-      switch (row.topic) {
-        case 'job.released': {
-          const { job_id } = row.payload as { job_id: string };
-          issuance.push({ data: { job_id }, opts: { jobId: jobIds.issuance(job_id) } });
-          break;
-        }
-        case 'approval.submitted': {
-          const { approval_id } = row.payload as { approval_id: string };
-          notifications.push(approvalNotice('approval_submitted', row.org_id, approval_id));
-          const escalateAt = row.escalation?.state === 'pending' ? row.escalation.escalate_at : null;
-          if (escalateAt) {
-            notifications.push({
-              data: { kind: 'approval_escalation', org_id: row.org_id, approval_id, round: 1 },
-              opts: {
-                jobId: jobIds.notification('approval_escalation', approval_id, 1),
-                delay: Math.max(0, escalateAt.getTime() - Date.now()),
-              },
-            });
-          }
-          break;
-        }
-        case 'approval.decided': {
-          const { approval_id } = row.payload as { approval_id: string };
-          notifications.push(approvalNotice('approval_decided', row.org_id, approval_id));
-          break;
-        }
-        case 'approvals.expired': {
-          // One message for the batch (at most COUNTERSIGN_REAPER_BATCH_SIZE ids, which is capped at
-          // EXPIRY_BATCH_MAX_IDS); the notifier, at its lower priority, adds each request's decision mail.
-          // LIFO: the fan-out goes ahead of queued mail, so the reconciler finds each request's message
-          // in the queue rather than adding it again itself.
-          const { approval_ids } = row.payload as { approval_ids: string[] };
-          notifications.push({
-            data: { kind: EXPIRY_BATCH, org_id: row.org_id, approval_ids },
-            opts: { jobId: jobIds.expiryBatch(approval_ids), lifo: true },
-          });
-          break;
-        }
-        case 'certificate.issued': {
-          const { job_id, version_id } = row.payload as { job_id: string; version_id: string };
-          notifications.push({
-            data: { kind: 'certificate_issued', org_id: row.org_id, job_id, version_id },
-            opts: { jobId: jobIds.notification('certificate_issued', version_id) },
-          });
-          break;
-        }
-        default: {
-          // A topic in OUTBOX_TOPICS (so taken, deleted in this transaction) without a publisher:
-          // failing the batch rolls the delete back rather than losing the event.
-          const unpublished: never = row;
-          throw new Error(`outbox topic ${(unpublished as { topic: string }).topic} has no publisher`);
-        }
+      let messages: ReturnType<typeof messagesOf>;
+      try {
+        messages = messagesOf(row);
+        for (const m of messages.issuance) validatePayload('issuance', m.data);
+        for (const m of messages.notifications) validatePayload('notifications', m.data);
+      } catch (err) {
+        if (err instanceof PublisherMissingError) throw err;
+        dead.push({ row, reason: err instanceof Error ? err.message : String(err) });
+        continue;
       }
+      issuance.push(...messages.issuance);
+      notifications.push(...messages.notifications);
+      published.push(row);
     }
     await enqueueMany(deps.issuance, 'issuance', issuance);
     await enqueueMany(deps.notifications, 'notifications', notifications);
+    if (dead.length) {
+      await addDeadLetters(tx, dead);
+      for (const { row, reason } of dead) {
+        log.error(
+          { id: row.id, topic: row.topic, reason },
+          'outbox row breaks its queue contract; kept in outbox_dead_letters',
+        );
+      }
+      deps.onDeadLetters?.(dead.length);
+    }
+    return published;
   }
 
   /** One batch: takes rows (takeOutbox's limit and event budget) and publishes them before the take commits. */
@@ -121,14 +189,14 @@ export function createRelay(deps: RelayDeps) {
         maxEvents: deps.maxEventsPerBatch ?? MAX_EVENTS_PER_BATCH,
         topics: OUTBOX_TOPICS,
       });
-      await publish(rows);
-      const taken = rows.filter((r) => r.taken);
+      const taken = await publish(tx, rows);
       for (const row of taken) {
         if (row.topic === 'approval.submitted' && deps.bypass) {
           bypassed.push((row.payload as { approval_id: string }).approval_id);
         }
       }
-      return { deleted: taken.length, more, ids: taken.map((r) => r.id) };
+      // Dead letters count as taken: they left the outbox, and a wake-up naming one needs no batch.
+      return { deleted: taken.length, more, ids: rows.filter((r) => r.taken).map((r) => r.id) };
     });
     remember(counts.ids);
     deps.onBatch?.(counts.deleted);
