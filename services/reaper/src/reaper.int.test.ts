@@ -404,15 +404,26 @@ describe('housekeeping, gauges and schedules', () => {
 describe('audit checkpoints', () => {
   it('signs one checkpoint per org head, and none again while the head has not moved', async () => {
     const p = await startPipeline();
+    const heads = () => count(p, 'SELECT count(DISTINCT org_id) n FROM audit_records');
+    const checkpoints = () => count(p, 'SELECT count(*) n FROM audit_checkpoints');
     const reaper = await startTestReaper(p);
     try {
-      const first = (await reaper.run('checkpoint-audit')) as { created: number; failures: unknown[] };
-      expect(first.failures).toEqual([]);
-      expect(first.created).toBeGreaterThanOrEqual(1);
-      const again = (await reaper.run('checkpoint-audit')) as { created: number; unchanged: number };
-      expect(again.created).toBe(0);
-      const rows = await count(p, 'SELECT count(*) n FROM audit_checkpoints');
-      expect(rows).toBe(first.created);
+      // BullMQ runs an `every` schedule once at start: wait for that run, so the runs below race nothing.
+      const orgs = await heads();
+      expect(orgs).toBeGreaterThanOrEqual(1);
+      await eventually('the scheduled run signs each head', async () => (await checkpoints()) === orgs, 10_000);
+      const unmoved = (await reaper.run('checkpoint-audit')) as {
+        created: number;
+        unchanged: number;
+        failures: unknown[];
+      };
+      expect(unmoved).toMatchObject({ created: 0, unchanged: orgs, failures: [] });
+      // One org's head moves (a submission is audited): that org alone gets a new checkpoint.
+      await p.submit(p.org.requester, p.org.gated.id, 'checkpointed.example.test');
+      const moved = (await reaper.run('checkpoint-audit')) as { created: number; failures: unknown[] };
+      expect(moved).toMatchObject({ created: 1, failures: [] });
+      expect((await reaper.run('checkpoint-audit')) as { created: number }).toMatchObject({ created: 0 });
+      expect(await checkpoints()).toBe(orgs + 1);
     } finally {
       await reaper.close();
       await p.close();

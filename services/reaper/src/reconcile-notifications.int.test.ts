@@ -127,8 +127,10 @@ describe('notification reconciliation', () => {
   });
   it('pages through a backlog: events decided at one instant are each seen once, a run stops at its batch cap', async () => {
     const p = await startPipeline({ redisUrl: redis.url });
-    // Scheduled runs hourly: the runs below are the test's own.
+    // Scheduled runs hourly, so the lost-schedule check comes every 30 s: BullMQ starts an `every` schedule
+    // at once when it is declared again after the FLUSHALL below, and that run would race the test's own.
     const reaper = await startTestReaper(p, {
+      expireEveryMs: 3_600_000,
       reconcileEveryMs: 3_600_000,
       reconcileGraceMs: 0,
       batchSize: 3,
