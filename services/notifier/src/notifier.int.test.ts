@@ -502,10 +502,12 @@ describe('escalation reminders through BullMQ delays', () => {
   });
 
   it('schedules no reminder past the request deadline', async () => {
-    const profileId = await p.gatedProfile({ escalation_after_seconds: 1, approval_timeout_seconds: 3 });
+    // Round 2 is due 2 s before the deadline, so a stalled machine still runs it in time; round 3 would be
+    // due at the deadline itself, which is one reminder too many.
+    const profileId = await p.gatedProfile({ escalation_after_seconds: 2, approval_timeout_seconds: 6 });
     const r = await p.submit(p.org.requester, profileId, 'deadline.example.test');
     await p.drain();
-    await sleep(4_500);
+    await sleep(7_000);
     expect(await auditedRounds(r.approvalId)).toEqual([1, 2]);
     expect([...reminderRounds(r.approvalId).keys()].sort()).toEqual([1, 2]);
   });

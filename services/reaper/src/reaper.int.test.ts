@@ -348,7 +348,9 @@ describe('housekeeping, gauges and schedules', () => {
   });
 
   it('exports pending approvals per profile and queue depths, and verifies the audit chain', async () => {
-    const reaper = await startTestReaper(p);
+    // Expiry hourly, so the run below is the only one: a scheduled run could take the due rows first
+    // (SKIP LOCKED) and not yet have committed when the gauges are read.
+    const reaper = await startTestReaper(p, { expireEveryMs: 3_600_000 });
     try {
       const profileId = await p.gatedProfile({});
       await p.submit(p.org.requester, profileId, 'g1.example.test');
@@ -363,7 +365,7 @@ describe('housekeeping, gauges and schedules', () => {
         `UPDATE approval_requests SET expires_at = now() - interval '1 second' WHERE profile_id = $1`,
         [profileId],
       );
-      await reaper.run('expire-approvals');
+      expect(await reaper.run('expire-approvals')).toMatchObject({ expired: 2 });
       await reaper.refreshGauges();
       expect(await reaper.metric('countersign_approvals_pending', { profile_id: profileId })).toBe(0);
 
