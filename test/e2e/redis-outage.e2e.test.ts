@@ -83,7 +83,9 @@ describe('Redis outage', () => {
         signal: AbortSignal.timeout(10_000),
       });
       expect(board.status).toBeGreaterThanOrEqual(500);
-      while (Date.now() - downAt < OUTAGE_MS - 2_000) {
+      // With Redis down an iteration takes about a second (each rate-limit check waits out its timeout before
+      // failing open): stop 3 s before Redis returns, so it is still down when checked below.
+      while (Date.now() - downAt < OUTAGE_MS - 3_000) {
         const gated = await submit(demo.profiles.production);
         expect(gated.status, JSON.stringify(gated.body)).toBe(202);
         const ok = await api(alice.key, 'POST', `/api/v1/approvals/${gated.body.approval.id}/approve`, {
