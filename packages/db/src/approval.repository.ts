@@ -5,46 +5,6 @@ import type { KeysetPosition } from './cursor.ts';
 import { backgroundRead, type Db, type Executor } from './database.ts';
 import type { ApprovalRow, VoteRow } from './schema.ts';
 
-/** Approval requests and their votes. Decisions are compare-and-set on `state = 'pending'`. */
-export async function insertApproval(
-  ex: Executor,
-  a: {
-    orgId: string;
-    jobId: string;
-    certificateId: string;
-    profileId: string;
-    requestedBy: string;
-    requesterType: string;
-    justification: string;
-    domains: string[];
-    environment: string;
-    approvalsRequired: number;
-    requestedAt: Date;
-    expiresAt: Date;
-    escalateAt: Date | null;
-  },
-) {
-  return ex
-    .insertInto('approval_requests')
-    .values({
-      org_id: a.orgId,
-      job_id: a.jobId,
-      certificate_id: a.certificateId,
-      profile_id: a.profileId,
-      requested_by: a.requestedBy,
-      requester_type: a.requesterType,
-      justification: a.justification,
-      domains: a.domains,
-      environment: a.environment,
-      approvals_required: a.approvalsRequired,
-      requested_at: a.requestedAt,
-      expires_at: a.expiresAt,
-      escalate_at: a.escalateAt,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
-
 export async function findApproval(ex: Executor, orgId: string, id: string) {
   return ex
     .selectFrom('approval_requests')

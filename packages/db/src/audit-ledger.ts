@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Actor } from '@countersign/domain';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { canonicalJson } from './canonical-json.ts';
 import type { Executor } from './database.ts';
 
@@ -116,7 +116,14 @@ export async function appendAuditMany(
   entries: readonly AuditEntry[],
   at: Date = new Date(),
 ): Promise<void> {
-  if (entries.length === 0) return;
+  for (const staging of auditStagingInserts(entries, at)) await staging.execute(ex);
+}
+
+/**
+ * The INSERTs appendAuditMany runs, one per org in org order, as statements to
+ * run or to embed in a larger one (a data-modifying WITH, as a submission does).
+ */
+export function auditStagingInserts(entries: readonly AuditEntry[], at: Date = new Date()): RawBuilder<unknown>[] {
   // Microseconds are dropped so the timestamp read back equals the one hashed.
   const when = new Date(Math.floor(at.getTime()));
   const byOrg = new Map<string, AuditEntry[]>();
@@ -126,31 +133,33 @@ export async function appendAuditMany(
     else byOrg.set(e.orgId, [e]);
   }
   // Orgs in a fixed order: heads are locked at COMMIT in staging order, so two such calls never deadlock.
-  for (const [orgId, batch] of [...byOrg].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    // Canonical details text once per record: it is hashed inside the body and stored as is (json), so the
-    // verifier hashes it without re-rendering.
-    const detailsTexts = batch.map((e) => canonicalJson(e.details));
-    const bodies = batch.map((e, i) =>
-      auditBodyAround(
-        {
-          orgId,
-          at: when,
-          actorId: e.actor.id,
-          actorType: e.actor.type,
-          action: e.action,
-          resourceType: e.resourceType,
-          resourceId: e.resourceId,
-        },
-        detailsTexts[i] as string,
-      ),
-    );
-    await sql`
-      INSERT INTO audit_staging_batches
-        (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
-      VALUES (${orgId}::uuid, ${when}::timestamptz,
-        ${batch.map((e) => e.actor.id)}::text[], ${batch.map((e) => e.actor.type)}::text[],
-        ${batch.map((e) => e.action)}::text[], ${batch.map((e) => e.resourceType)}::text[],
-        ${batch.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
-    `.execute(ex);
-  }
+  return [...byOrg]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([orgId, batch]) => {
+      // Canonical details text once per record: it is hashed inside the body and stored as is (json), so the
+      // verifier hashes it without re-rendering.
+      const detailsTexts = batch.map((e) => canonicalJson(e.details));
+      const bodies = batch.map((e, i) =>
+        auditBodyAround(
+          {
+            orgId,
+            at: when,
+            actorId: e.actor.id,
+            actorType: e.actor.type,
+            action: e.action,
+            resourceType: e.resourceType,
+            resourceId: e.resourceId,
+          },
+          detailsTexts[i] as string,
+        ),
+      );
+      return sql`
+        INSERT INTO audit_staging_batches
+          (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
+        VALUES (${orgId}::uuid, ${when}::timestamptz,
+          ${batch.map((e) => e.actor.id)}::text[], ${batch.map((e) => e.actor.type)}::text[],
+          ${batch.map((e) => e.action)}::text[], ${batch.map((e) => e.resourceType)}::text[],
+          ${batch.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
+      `;
+    });
 }

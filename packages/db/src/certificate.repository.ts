@@ -3,25 +3,6 @@ import { anyOf } from './any-of.ts';
 import type { KeysetPosition } from './cursor.ts';
 import type { Executor } from './database.ts';
 
-/** Managed certificates and their signed versions. */
-export async function insertCertificate(
-  ex: Executor,
-  c: { orgId: string; profileId: string; ownerId: string; commonName: string; sans: string[]; publicKey: Buffer },
-) {
-  return ex
-    .insertInto('certificates')
-    .values({
-      org_id: c.orgId,
-      profile_id: c.profileId,
-      owner_id: c.ownerId,
-      common_name: c.commonName,
-      sans: c.sans,
-      public_key: c.publicKey,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-}
-
 export async function findCertificate(ex: Executor, orgId: string, id: string) {
   return ex.selectFrom('certificates').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
 }

@@ -21,3 +21,4 @@ export type { ProfileFields, ProfileWithApprovers } from './profile.repository.t
 export * as profiles from './profile.repository.ts';
 export * from './provision.ts';
 export type * from './schema.ts';
+export * from './submission-write.ts';

@@ -1,11 +1,5 @@
 import { sql } from 'kysely';
 import type { Executor } from './database.ts';
-import type { NewJob } from './schema.ts';
-
-/** Issuance and renewal jobs. Transitions are compare-and-set on the current status. */
-export async function insertJob(ex: Executor, job: NewJob) {
-  return ex.insertInto('jobs').values(job).returningAll().executeTakeFirstOrThrow();
-}
 
 export async function findJob(ex: Executor, orgId: string, id: string) {
   return ex.selectFrom('jobs').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();

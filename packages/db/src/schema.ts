@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 /** Kysely view of the tables created by the migrations. */
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -232,4 +232,3 @@ export type JobRow = Selectable<JobsTable>;
 export type ApprovalRow = Selectable<ApprovalRequestsTable>;
 export type VoteRow = Selectable<ApprovalVotesTable>;
 export type AuditRow = Selectable<AuditRecordsTable>;
-export type NewJob = Insertable<JobsTable>;

@@ -1,21 +1,20 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { CsrError, domainAllowed, isValidDnsName, normalizeDnsName, parseCsr } from '@countersign/ca';
 import {
   type AuditEntry,
-  addOutbox,
-  appendAuditMany,
-  approvals,
   canonicalJson,
   certificates,
   type Db,
+  type Executor,
   idempotency,
-  jobs,
+  type OutboxEvent,
   type ProfileWithApprovers,
   pgCode,
   pgConstraint,
   profiles,
-  type Tx,
+  type SubmissionRows,
   UNIQUE_VIOLATION,
+  writeSubmission,
 } from '@countersign/db';
 import { type Actor, canRequest, DomainError, notFound, type Principal, readsOnlyOwn } from '@countersign/domain';
 import {
@@ -82,10 +81,12 @@ async function withIdempotency(
   db: Db,
   who: Requester,
   idem: Idempotency | undefined,
-  work: (tx: Tx, remember: (body: SubmitResult) => Promise<void>) => Promise<SubmitResult>,
+  work: (ex: Executor, remember: (body: SubmitResult) => Promise<void>) => Promise<SubmitResult>,
 ): Promise<SubmitResult> {
   const principalId = who.principal?.id;
-  if (!idem || !principalId) return db.transaction().execute((tx) => work(tx, async () => {}));
+  // Without a key there is nothing to remember, and `work` writes in one statement (createJob): that
+  // statement is its own transaction, so BEGIN and COMMIT would be two round trips for nothing.
+  if (!idem || !principalId) return work(db, async () => {});
   const hash = requestHash(idem.fingerprint);
   const replay = async (): Promise<SubmitResult | null> => {
     const prior = await idempotency.findIdempotent(db, principalId, idem.key);
@@ -180,7 +181,11 @@ function requireJustification(profile: ProfileWithApprovers, justification: stri
 }
 
 interface JobPlan {
-  readonly certificateId: string;
+  /** A first request's new certificate, or the existing certificate a renewal renews. */
+  readonly certificate: { readonly id: string; readonly ownerId: string } & (
+    | { readonly isNew: true }
+    | { readonly isNew: false }
+  );
   readonly kind: 'issuance' | 'renewal';
   readonly commonName: string;
   readonly sans: string[];
@@ -188,57 +193,40 @@ interface JobPlan {
   readonly justification: string;
 }
 
-/** Writes job, approval (when gated), outbox and audit for a certificate already inserted or locked. */
+/**
+ * Writes the certificate (when new), job, approval (when gated), outbox event and audit records in one
+ * statement (writeSubmission). Ids are chosen here so the audit records can name them.
+ */
 async function createJob(
-  tx: Tx,
+  ex: Executor,
   who: Requester,
   profile: ProfileWithApprovers,
   plan: JobPlan,
   settings: WorkflowSettings,
 ) {
   const now = new Date();
-  let job: Awaited<ReturnType<typeof jobs.insertJob>>;
-  try {
-    job = await jobs.insertJob(tx, {
-      org_id: who.orgId,
-      certificate_id: plan.certificateId,
-      profile_id: profile.id,
-      kind: plan.kind,
-      status: profile.requires_approval ? 'awaiting_approval' : 'pending',
-      requires_approval: profile.requires_approval,
-      requested_by: who.actor.id,
-      requester_type: who.actor.type,
-      common_name: plan.commonName,
-      sans: plan.sans,
-      public_key: plan.publicKey,
-      released_at: profile.requires_approval ? null : now,
-    });
-  } catch (err) {
-    if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'jobs_one_open_per_certificate') {
-      throw new DomainError('renewal_in_progress', 'another job of this certificate is still open', {
-        certificate_id: plan.certificateId,
-      });
-    }
-    throw err;
-  }
+  const certificateId = plan.certificate.id;
+  const jobId = randomUUID();
+  const status = profile.requires_approval ? 'awaiting_approval' : 'pending';
   const audit: AuditEntry[] = [
     {
       orgId: who.orgId,
       actor: who.actor,
       action: plan.kind === 'issuance' ? 'certificate_requested' : 'renewal_requested',
       resourceType: 'job',
-      resourceId: job.id,
+      resourceId: jobId,
       details: {
-        certificate_id: plan.certificateId,
+        certificate_id: certificateId,
         profile_id: profile.id,
         common_name: plan.commonName,
         sans: plan.sans,
-        status: job.status,
+        status,
         requires_approval: profile.requires_approval,
       },
     },
   ];
-  let approval = null;
+  let approval: SubmissionRows['approval'];
+  let outbox: OutboxEvent;
   if (profile.requires_approval) {
     const timeoutMs = profile.approval_timeout_seconds
       ? profile.approval_timeout_seconds * 1000
@@ -246,22 +234,24 @@ async function createJob(
     const escalateMs = profile.escalation_after_seconds
       ? profile.escalation_after_seconds * 1000
       : settings.escalationAfterMs;
-    approval = await approvals.insertApproval(tx, {
-      orgId: who.orgId,
-      jobId: job.id,
-      certificateId: plan.certificateId,
-      profileId: profile.id,
-      requestedBy: who.actor.id,
-      requesterType: who.actor.type,
+    const expiresAt = new Date(now.getTime() + timeoutMs);
+    approval = {
+      id: randomUUID(),
+      org_id: who.orgId,
+      job_id: jobId,
+      certificate_id: certificateId,
+      profile_id: profile.id,
+      requested_by: who.actor.id,
+      requester_type: who.actor.type,
       justification: plan.justification,
       domains: plan.sans,
       environment: profile.environment,
-      approvalsRequired: profile.approvals_required,
-      requestedAt: now,
-      expiresAt: new Date(now.getTime() + timeoutMs),
-      escalateAt: escalateMs < timeoutMs ? new Date(now.getTime() + escalateMs) : null,
-    });
-    await addOutbox(tx, who.orgId, 'approval.submitted', { approval_id: approval.id });
+      approvals_required: profile.approvals_required,
+      requested_at: now,
+      expires_at: expiresAt,
+      escalate_at: escalateMs < timeoutMs ? new Date(now.getTime() + escalateMs) : null,
+    };
+    outbox = { topic: 'approval.submitted', payload: { approval_id: approval.id } };
     audit.push({
       orgId: who.orgId,
       actor: who.actor,
@@ -269,32 +259,72 @@ async function createJob(
       resourceType: 'approval',
       resourceId: approval.id,
       details: {
-        job_id: job.id,
+        job_id: jobId,
         state: 'pending',
         domains: plan.sans,
         environment: profile.environment,
         approvals_required: profile.approvals_required,
         justification: plan.justification,
-        expires_at: approval.expires_at.toISOString(),
+        expires_at: expiresAt.toISOString(),
       },
     });
   } else {
-    await addOutbox(tx, who.orgId, 'job.released', { job_id: job.id });
+    outbox = { topic: 'job.released', payload: { job_id: jobId } };
     audit.push({
       orgId: who.orgId,
       actor: who.actor,
       action: 'job_released',
       resourceType: 'job',
-      resourceId: job.id,
+      resourceId: jobId,
       details: { status: 'pending', reason: 'profile does not require approval' },
     });
   }
-  // Audit last: it takes the org's chain lock, held only until commit.
-  await appendAuditMany(tx, audit, now);
-  return { job, approval };
+  try {
+    return await writeSubmission(ex, {
+      ...(plan.certificate.isNew
+        ? {
+            certificate: {
+              id: certificateId,
+              org_id: who.orgId,
+              profile_id: profile.id,
+              owner_id: plan.certificate.ownerId,
+              common_name: plan.commonName,
+              sans: plan.sans,
+              public_key: plan.publicKey,
+            },
+          }
+        : {}),
+      job: {
+        id: jobId,
+        org_id: who.orgId,
+        certificate_id: certificateId,
+        profile_id: profile.id,
+        kind: plan.kind,
+        status,
+        requires_approval: profile.requires_approval,
+        requested_by: who.actor.id,
+        requester_type: who.actor.type,
+        common_name: plan.commonName,
+        sans: plan.sans,
+        public_key: plan.publicKey,
+        released_at: profile.requires_approval ? null : now,
+      },
+      ...(approval ? { approval } : {}),
+      outbox: [outbox],
+      audit,
+      at: now,
+    });
+  } catch (err) {
+    if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'jobs_one_open_per_certificate') {
+      throw new DomainError('renewal_in_progress', 'another job of this certificate is still open', {
+        certificate_id: certificateId,
+      });
+    }
+    throw err;
+  }
 }
 
-async function loadProfile(db: Db | Tx, orgId: string, profileId: string) {
+async function loadProfile(db: Executor, orgId: string, profileId: string) {
   const profile = await profiles.findProfile(db, orgId, profileId);
   if (!profile) throw notFound('profile');
   return profile;
@@ -324,24 +354,24 @@ export async function requestCertificate(
   const justification = requireJustification(profile, input.justification);
   const csr = matchCsr(input.csr, commonName, sans);
 
-  return withIdempotency(db, who, idem, async (tx, remember) => {
-    const cert = await certificates.insertCertificate(tx, {
-      orgId: who.orgId,
-      profileId: profile.id,
-      ownerId: owner.id,
-      commonName,
-      sans,
-      publicKey: csr.publicKeySpki,
-    });
-    const { job, approval } = await createJob(
-      tx,
+  return withIdempotency(db, who, idem, async (ex, remember) => {
+    const { certificate, job, approval } = await createJob(
+      ex,
       who,
       profile,
-      { certificateId: cert.id, kind: 'issuance', commonName, sans, publicKey: csr.publicKeySpki, justification },
+      {
+        certificate: { id: randomUUID(), ownerId: owner.id, isNew: true },
+        kind: 'issuance',
+        commonName,
+        sans,
+        publicKey: csr.publicKeySpki,
+        justification,
+      },
       settings,
     );
+    if (!certificate) throw new Error('the new certificate was not written');
     const result: SubmitResult = {
-      certificate: certificateView(cert, null),
+      certificate: certificateView(certificate, null),
       job: jobView(job),
       approval: approval ? approvalView(approval, []) : null,
     };
@@ -377,16 +407,23 @@ export async function renewCertificate(
   }
   checkNames(profile, sans);
 
-  return withIdempotency(db, who, idem, async (tx, remember) => {
+  return withIdempotency(db, who, idem, async (ex, remember) => {
     const { job, approval } = await createJob(
-      tx,
+      ex,
       who,
       profile,
-      { certificateId: cert.id, kind: 'renewal', commonName, sans, publicKey, justification },
+      {
+        certificate: { id: cert.id, ownerId: cert.owner_id, isNew: false },
+        kind: 'renewal',
+        commonName,
+        sans,
+        publicKey,
+        justification,
+      },
       settings,
     );
     const current = cert.current_version_id
-      ? await certificates.findVersion(tx, who.orgId, cert.current_version_id)
+      ? await certificates.findVersion(ex, who.orgId, cert.current_version_id)
       : null;
     const result: SubmitResult = {
       certificate: certificateView(cert, current),
