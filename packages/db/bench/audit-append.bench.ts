@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { appendAuditMany } from '../src/audit-ledger.ts';
 import { verifyAuditChain } from '../src/audit-verify.ts';
 import { createDatabase, type Executor } from '../src/database.ts';
-import { addOutbox } from '../src/outbox.ts';
+import { addOutboxEvents } from '../src/outbox.ts';
 import { benchDatabase, sampleDetails } from './bench-db.ts';
 
 /**
@@ -50,8 +50,10 @@ async function newOrg(): Promise<string> {
  * request update and its outbox event.
  */
 async function business(tx: Executor, orgId: string) {
-  await addOutbox(tx, orgId, 'approval.decided', { approval_id: randomUUID(), outcome: 'approved' });
-  await addOutbox(tx, orgId, 'job.released', { job_id: randomUUID() });
+  await addOutboxEvents(tx, orgId, [
+    { topic: 'approval.decided', payload: { approval_id: randomUUID(), outcome: 'approved' } },
+    { topic: 'job.released', payload: { job_id: randomUUID() } },
+  ]);
 }
 
 async function run(label: string, orgs: string[], withAudit: boolean): Promise<number> {

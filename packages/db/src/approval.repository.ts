@@ -18,10 +18,6 @@ export async function findApprovalById(ex: Executor, id: string) {
   return ex.selectFrom('approval_requests').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
-export async function findApprovalByJob(ex: Executor, jobId: string) {
-  return ex.selectFrom('approval_requests').selectAll().where('job_id', '=', jobId).executeTakeFirst();
-}
-
 /** Locks the request so concurrent decisions serialize and exactly one wins. */
 export async function lockApproval(ex: Executor, orgId: string, id: string) {
   return ex
@@ -33,7 +29,38 @@ export async function lockApproval(ex: Executor, orgId: string, id: string) {
     .executeTakeFirst();
 }
 
-export async function insertVote(
+/**
+ * Locks the request for a decision and reads its profile's approvers in the same
+ * round trip (who may decide is checked under the lock, as before).
+ */
+export async function lockForDecision(
+  ex: Executor,
+  orgId: string,
+  id: string,
+): Promise<{ approval: ApprovalRow; approvers: string[] } | undefined> {
+  const row = await ex
+    .selectFrom('approval_requests')
+    .selectAll()
+    .select(
+      sql<string[]>`array(
+        SELECT principal_id FROM profile_approvers pa WHERE pa.profile_id = approval_requests.profile_id ORDER BY principal_id
+      )`.as('approvers'),
+    )
+    .where('org_id', '=', orgId)
+    .where('id', '=', id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { approvers, ...approval } = row;
+  return { approval, approvers };
+}
+
+/**
+ * Casts a vote and returns the request's votes with it, oldest first, in one
+ * statement (the statement's snapshot holds the earlier votes; RETURNING adds
+ * the new one).
+ */
+export async function castVote(
   ex: Executor,
   v: {
     approvalId: string;
@@ -43,19 +70,27 @@ export async function insertVote(
     requestedBy: string;
     note: string | null;
   },
-) {
-  return ex
-    .insertInto('approval_votes')
-    .values({
-      approval_id: v.approvalId,
-      org_id: v.orgId,
-      voter_id: v.voterId,
-      voter_type: v.voterType,
-      requested_by: v.requestedBy,
-      note: v.note,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+): Promise<VoteRow[]> {
+  const { rows } = await sql<VoteRow>`
+    WITH cast_vote AS (
+      ${ex
+        .insertInto('approval_votes')
+        .values({
+          approval_id: v.approvalId,
+          org_id: v.orgId,
+          voter_id: v.voterId,
+          voter_type: v.voterType,
+          requested_by: v.requestedBy,
+          note: v.note,
+        })
+        .returningAll()}
+    )
+    SELECT * FROM approval_votes WHERE approval_id = ${v.approvalId}
+    UNION ALL
+    SELECT * FROM cast_vote
+    ORDER BY voted_at
+  `.execute(ex);
+  return rows;
 }
 
 export async function listVotes(ex: Executor, approvalIds: readonly string[]) {

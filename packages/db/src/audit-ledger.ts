@@ -123,7 +123,12 @@ export async function appendAuditMany(
  * The INSERTs appendAuditMany runs, one per org in org order, as statements to
  * run or to embed in a larger one (a data-modifying WITH, as a submission does).
  */
-export function auditStagingInserts(entries: readonly AuditEntry[], at: Date = new Date()): RawBuilder<unknown>[] {
+export function auditStagingInserts(
+  entries: readonly AuditEntry[],
+  at: Date = new Date(),
+  /** A condition the rows are staged under (inside a larger statement: "only if that update hit its row"). */
+  onlyIf: RawBuilder<unknown> = sql`true`,
+): RawBuilder<unknown>[] {
   // Microseconds are dropped so the timestamp read back equals the one hashed.
   const when = new Date(Math.floor(at.getTime()));
   const byOrg = new Map<string, AuditEntry[]>();
@@ -156,10 +161,11 @@ export function auditStagingInserts(entries: readonly AuditEntry[], at: Date = n
       return sql`
         INSERT INTO audit_staging_batches
           (org_id, at, actor_ids, actor_types, actions, resource_types, resource_ids, details, bodies)
-        VALUES (${orgId}::uuid, ${when}::timestamptz,
+        SELECT ${orgId}::uuid, ${when}::timestamptz,
           ${batch.map((e) => e.actor.id)}::text[], ${batch.map((e) => e.actor.type)}::text[],
           ${batch.map((e) => e.action)}::text[], ${batch.map((e) => e.resourceType)}::text[],
-          ${batch.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[])
+          ${batch.map((e) => e.resourceId)}::text[], ${detailsTexts}::json[], ${bodies}::bytea[]
+        WHERE ${onlyIf}
       `;
     });
 }

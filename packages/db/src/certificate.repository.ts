@@ -58,25 +58,6 @@ export async function insertVersion(
     .executeTakeFirstOrThrow();
 }
 
-/** Points the certificate at its newest version and the names and key that version carries. */
-export async function setCurrentVersion(
-  ex: Executor,
-  c: { id: string; versionId: string; notAfter: Date; commonName: string; sans: string[]; publicKey: Buffer },
-) {
-  await ex
-    .updateTable('certificates')
-    .set({
-      current_version_id: c.versionId,
-      not_after: c.notAfter,
-      common_name: c.commonName,
-      sans: c.sans,
-      public_key: c.publicKey,
-      updated_at: new Date(),
-    })
-    .where('id', '=', c.id)
-    .execute();
-}
-
 export async function findVersion(ex: Executor, orgId: string, id: string) {
   return ex
     .selectFrom('certificate_versions')

@@ -30,18 +30,31 @@ export async function listJobs(
 }
 
 /** Row-locks the job for the issuer: no other worker can sign it until this transaction ends. */
+/**
+ * Locks a job for issuance and reads, in the same round trip, what issuing it
+ * depends on: its request's state (null for an ungated job) and its profile's
+ * issuer and validity (null when the profile is gone).
+ */
 export async function lockJobForIssuance(ex: Executor, id: string) {
-  return ex.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
-}
-
-export async function releaseJob(ex: Executor, id: string) {
-  return ex
-    .updateTable('jobs')
-    .set({ status: 'pending', released_at: new Date(), updated_at: new Date() })
-    .where('id', '=', id)
-    .where('status', '=', 'awaiting_approval')
-    .returningAll()
+  const row = await ex
+    .selectFrom('jobs as j')
+    .leftJoin('approval_requests as a', 'a.job_id', 'j.id')
+    .leftJoin('profiles as p', (join) => join.onRef('p.id', '=', 'j.profile_id').onRef('p.org_id', '=', 'j.org_id'))
+    .selectAll('j')
+    .select(['a.state as approval_state', 'p.issuer as profile_issuer', 'p.validity_days as profile_validity_days'])
+    .where('j.id', '=', id)
+    .forUpdate('j')
     .executeTakeFirst();
+  if (!row) return undefined;
+  const { approval_state, profile_issuer, profile_validity_days, ...job } = row;
+  return {
+    job,
+    approvalState: approval_state,
+    profile:
+      profile_issuer === null || profile_validity_days === null
+        ? null
+        : { id: job.profile_id, issuer: profile_issuer, validityDays: profile_validity_days },
+  };
 }
 
 export async function cancelJob(ex: Executor, id: string, error: string) {
@@ -50,16 +63,6 @@ export async function cancelJob(ex: Executor, id: string, error: string) {
     .set({ status: 'cancelled', error, updated_at: new Date(), completed_at: new Date() })
     .where('id', '=', id)
     .where('status', '=', 'awaiting_approval')
-    .returningAll()
-    .executeTakeFirst();
-}
-
-export async function completeJob(ex: Executor, id: string) {
-  return ex
-    .updateTable('jobs')
-    .set({ status: 'completed', completed_at: new Date(), updated_at: new Date(), error: null })
-    .where('id', '=', id)
-    .where('status', 'in', ['pending', 'running'])
     .returningAll()
     .executeTakeFirst();
 }

@@ -45,15 +45,6 @@ export interface OutboxRow {
 /** One event for the outbox: a topic with its payload. */
 export type OutboxEvent = { [T in OutboxTopic]: { readonly topic: T; readonly payload: OutboxEvents[T] } }[OutboxTopic];
 
-export async function addOutbox<T extends OutboxTopic>(
-  ex: Executor,
-  orgId: string,
-  topic: T,
-  payload: OutboxEvents[T],
-): Promise<void> {
-  await addOutboxEvents(ex, orgId, [{ topic, payload } as OutboxEvent]);
-}
-
 /** Several events of one transaction in one statement (one round trip, and one wake-up for the relay). */
 export async function addOutboxEvents(ex: Executor, orgId: string, events: readonly OutboxEvent[]): Promise<void> {
   if (events.length === 0) return;

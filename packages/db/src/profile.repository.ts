@@ -73,16 +73,6 @@ export async function findProfile(ex: Executor, orgId: string, id: string): Prom
     .executeTakeFirst();
 }
 
-export async function profileApprovers(ex: Executor, profileId: string): Promise<string[]> {
-  const rows = await ex
-    .selectFrom('profile_approvers')
-    .select('principal_id')
-    .where('profile_id', '=', profileId)
-    .orderBy('principal_id')
-    .execute();
-  return rows.map((r) => r.principal_id);
-}
-
 export async function listProfiles(ex: Executor, orgId: string): Promise<ProfileWithApprovers[]> {
   return ex
     .selectFrom('profiles')

@@ -85,7 +85,7 @@ interface ColumnTypes<T> {
 /**
  * The columns whose jsonb form differs from what the pg driver returns; the rest
  * (text, uuid, boolean, integer, text[]) read the same either way.
- * `submission-write.int.test.ts` compares each row with a plain read of it, so a
+ * `statement-writes.int.test.ts` compares each row with a plain read of it, so a
  * column added later without its entry here fails there.
  */
 const COLUMN_TYPES = {

@@ -6,10 +6,9 @@ import {
   approvals,
   type Db,
   jobs,
-  type OutboxEvent,
   pgCode,
   pgConstraint,
-  profiles,
+  releaseApprovedJob,
   type Tx,
   UNIQUE_VIOLATION,
   type VoteRow,
@@ -59,14 +58,14 @@ function assertDecidable(a: ApprovalRow): void {
   }
 }
 
-async function lockVisible(tx: Tx, p: Principal, approvalId: string): Promise<ApprovalRow> {
-  const a = await approvals.lockApproval(tx, p.orgId, approvalId);
-  if (!a || (readsOnlyOwn(p) && a.requested_by !== p.id)) throw notFound('approval request');
-  return a;
+/** Locks the request (hidden from requesters who may read only their own) with its profile's approvers. */
+async function lockVisible(tx: Tx, p: Principal, approvalId: string) {
+  const locked = await approvals.lockForDecision(tx, p.orgId, approvalId);
+  if (!locked || (readsOnlyOwn(p) && locked.approval.requested_by !== p.id)) throw notFound('approval request');
+  return locked;
 }
 
-async function assertEligible(tx: Tx, p: Principal, a: ApprovalRow): Promise<void> {
-  const approvers = await profiles.profileApprovers(tx, a.profile_id);
+function assertEligible(p: Principal, a: ApprovalRow, approvers: readonly string[]): void {
   assertMayDecide(p, { requestedBy: a.requested_by, profileApprovers: approvers });
 }
 
@@ -99,35 +98,42 @@ async function finish(
       details: { state, job_id: a.job_id, note, decided_at: decided.decided_at?.toISOString() ?? null },
     },
   ];
-  const events: OutboxEvent[] = [];
   if (state === 'approved') {
-    const job = await jobs.releaseJob(tx, a.job_id);
-    if (!job) throw new DomainError('conflict', 'the job of this request is no longer awaiting approval');
-    events.push({ topic: 'job.released', payload: { job_id: job.id } });
+    // The release, its events and every record of the decision in one statement (releaseApprovedJob).
     audit.push({
       orgId: a.org_id,
       actor,
       action: 'job_released',
       resourceType: 'job',
-      resourceId: job.id,
+      resourceId: a.job_id,
       details: { status: 'pending', approval_id: a.id },
     });
-  } else {
-    const reason = `approval ${state}`;
-    const job = await jobs.cancelJob(tx, a.job_id, reason);
-    if (job) {
-      audit.push({
-        orgId: a.org_id,
-        actor,
-        action: 'job_cancelled',
-        resourceType: 'job',
-        resourceId: job.id,
-        details: { status: 'cancelled', error: reason, approval_id: a.id },
-      });
-    }
+    const released = await releaseApprovedJob(tx, {
+      orgId: a.org_id,
+      jobId: a.job_id,
+      events: [
+        { topic: 'job.released', payload: { job_id: a.job_id } },
+        { topic: 'approval.decided', payload: { approval_id: a.id, outcome: state } },
+      ],
+      audit,
+      at: new Date(),
+    });
+    if (!released) throw new DomainError('conflict', 'the job of this request is no longer awaiting approval');
+    return decided;
   }
-  events.push({ topic: 'approval.decided', payload: { approval_id: a.id, outcome: state } });
-  await addOutboxEvents(tx, a.org_id, events);
+  const reason = `approval ${state}`;
+  const job = await jobs.cancelJob(tx, a.job_id, reason);
+  if (job) {
+    audit.push({
+      orgId: a.org_id,
+      actor,
+      action: 'job_cancelled',
+      resourceType: 'job',
+      resourceId: job.id,
+      details: { status: 'cancelled', error: reason, approval_id: a.id },
+    });
+  }
+  await addOutboxEvents(tx, a.org_id, [{ topic: 'approval.decided', payload: { approval_id: a.id, outcome: state } }]);
   await appendAuditMany(tx, audit);
   return decided;
 }
@@ -135,12 +141,13 @@ async function finish(
 /** Casts an approving vote; approves the request once `approvals_required` distinct approvers voted. */
 export async function approve(db: Db, p: Principal, approvalId: string, note: string | null): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
-    const a = await lockVisible(tx, p, approvalId);
-    await assertEligible(tx, p, a);
+    const { approval: a, approvers } = await lockVisible(tx, p, approvalId);
+    assertEligible(p, a, approvers);
     assertDecidable(a);
     const actor = actorOf(p);
+    let votes: VoteRow[];
     try {
-      await approvals.insertVote(tx, {
+      votes = await approvals.castVote(tx, {
         approvalId: a.id,
         orgId: a.org_id,
         voterId: p.id,
@@ -154,7 +161,6 @@ export async function approve(db: Db, p: Principal, approvalId: string, note: st
       }
       throw err;
     }
-    const votes = await approvals.listVotes(tx, [a.id]);
     const voteAudit: AuditEntry = {
       orgId: a.org_id,
       actor,
@@ -174,8 +180,8 @@ export async function approve(db: Db, p: Principal, approvalId: string, note: st
 
 export async function reject(db: Db, p: Principal, approvalId: string, note: string): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
-    const a = await lockVisible(tx, p, approvalId);
-    await assertEligible(tx, p, a);
+    const { approval: a, approvers } = await lockVisible(tx, p, approvalId);
+    assertEligible(p, a, approvers);
     assertDecidable(a);
     const decided = await finish(tx, a, 'rejected', actorOf(p), note, [], 'approval_rejected');
     return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'rejected' };
@@ -184,7 +190,7 @@ export async function reject(db: Db, p: Principal, approvalId: string, note: str
 
 export async function voidRequest(db: Db, p: Principal, approvalId: string, reason: string): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
-    const a = await lockVisible(tx, p, approvalId);
+    const { approval: a } = await lockVisible(tx, p, approvalId);
     if (!isAdmin(p)) throw new DomainError('forbidden', 'only an admin may void an approval request');
     if (a.state !== 'pending') throw alreadyDecided(a);
     const decided = await finish(tx, a, 'voided', actorOf(p), reason, [], 'approval_voided');

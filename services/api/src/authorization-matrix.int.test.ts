@@ -1,5 +1,6 @@
 import { createTestCa, issueTestCertificate } from '@countersign/ca/testing';
-import { certificates, clientCertificates, jobs } from '@countersign/db';
+import { certificates, clientCertificates, completeIssuance, jobs } from '@countersign/db';
+import { SYSTEM_ACTORS } from '@countersign/domain';
 import { csrFor, profileFields, type SeededOrg, seedOrg } from '@countersign/testing';
 import { createApiKey, createPrincipal, revokeApiKey, saveProfile } from '@countersign/workflow';
 import type { RouteOptions } from 'fastify';
@@ -105,15 +106,20 @@ async function freshIssuedCertificate(): Promise<string> {
   });
   const job = await jobs.findJob(db, A.orgId, r.job.id);
   if (!job) throw new Error('fixture job vanished');
-  await certificates.setCurrentVersion(db, {
-    id: r.certificate.id,
-    versionId: version.id,
-    notAfter: version.not_after,
-    commonName: job.common_name,
-    sans: job.sans,
-    publicKey: job.public_key,
+  // As the issuer records it: the certificate points at the version and the job completes.
+  await completeIssuance(db, {
+    job,
+    version,
+    at: new Date(),
+    audit: {
+      orgId: A.orgId,
+      actor: SYSTEM_ACTORS.issuer,
+      action: 'certificate_issued',
+      resourceType: 'certificate',
+      resourceId: r.certificate.id,
+      details: { job_id: job.id, version_id: version.id },
+    },
   });
-  await jobs.completeJob(db, r.job.id);
   return r.certificate.id;
 }
 

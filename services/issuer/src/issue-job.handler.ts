@@ -1,5 +1,5 @@
 import type { IssuerConnector } from '@countersign/ca';
-import { addOutbox, appendAudit, approvals, certificates, type Db, jobs, profiles } from '@countersign/db';
+import { appendAudit, certificates, completeIssuance, type Db, jobs } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import type { Logger } from '@countersign/observability';
 
@@ -19,18 +19,15 @@ export type IssueOutcome =
 export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerConnector>, log: Logger) {
   return async (jobId: string): Promise<IssueOutcome> =>
     db.transaction().execute(async (tx) => {
-      const job = await jobs.lockJobForIssuance(tx, jobId);
-      if (!job) return skip(log, jobId, 'job does not exist');
+      const locked = await jobs.lockJobForIssuance(tx, jobId);
+      if (!locked) return skip(log, jobId, 'job does not exist');
+      const { job, profile } = locked;
       if (job.status !== 'pending' && job.status !== 'running') {
         return skip(log, jobId, `job is ${job.status}`);
       }
-      if (job.requires_approval) {
-        const approval = await approvals.findApprovalByJob(tx, job.id);
-        if (approval?.state !== 'approved') {
-          return skip(log, jobId, `approval is ${approval?.state ?? 'missing'}`);
-        }
+      if (job.requires_approval && locked.approvalState !== 'approved') {
+        return skip(log, jobId, `approval is ${locked.approvalState ?? 'missing'}`);
       }
-      const profile = await profiles.findProfile(tx, job.org_id, job.profile_id);
       if (!profile) return skip(log, jobId, 'profile is gone');
       const connector = connectors.get(profile.issuer);
       if (!connector) throw new Error(`no issuer connector "${profile.issuer}" is configured`);
@@ -39,7 +36,7 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         commonName: job.common_name,
         dnsNames: job.sans,
         publicKeySpki: job.public_key,
-        validityDays: profile.validity_days,
+        validityDays: profile.validityDays,
       });
       const version = await certificates.insertVersion(tx, {
         orgId: job.org_id,
@@ -53,30 +50,25 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         leafPem: signed.leafPem,
         chainPem: signed.chainPem,
       });
-      await certificates.setCurrentVersion(tx, {
-        id: job.certificate_id,
-        versionId: version.id,
-        notAfter: signed.notAfter,
-        commonName: job.common_name,
-        sans: job.sans,
-        publicKey: job.public_key,
-      });
-      await jobs.completeJob(tx, job.id);
-      await addOutbox(tx, job.org_id, 'certificate.issued', { job_id: job.id, version_id: version.id });
-      await appendAudit(tx, {
-        orgId: job.org_id,
-        actor: SYSTEM_ACTORS.issuer,
-        action: 'certificate_issued',
-        resourceType: 'certificate',
-        resourceId: job.certificate_id,
-        details: {
-          job_id: job.id,
-          version_id: version.id,
-          serial: signed.serialHex,
-          fingerprint_sha256: signed.fingerprintSha256,
-          not_after: signed.notAfter.toISOString(),
-          issuer: connector.id,
-          status: 'completed',
+      await completeIssuance(tx, {
+        job,
+        version,
+        at: new Date(),
+        audit: {
+          orgId: job.org_id,
+          actor: SYSTEM_ACTORS.issuer,
+          action: 'certificate_issued',
+          resourceType: 'certificate',
+          resourceId: job.certificate_id,
+          details: {
+            job_id: job.id,
+            version_id: version.id,
+            serial: signed.serialHex,
+            fingerprint_sha256: signed.fingerprintSha256,
+            not_after: signed.notAfter.toISOString(),
+            issuer: connector.id,
+            status: 'completed',
+          },
         },
       });
       return {

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LocalCa, loadOrCreateLocalCa, localConnector } from '@countersign/ca';
-import { actorOf } from '@countersign/domain';
+import { certificates, completeIssuance, jobs } from '@countersign/db';
+import { actorOf, SYSTEM_ACTORS } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import { createRedis, createWorker, enqueue, openQueue } from '@countersign/queues';
 import {
@@ -54,7 +55,7 @@ async function gated() {
 
 const versions = async (jobId: string) =>
   (
-    await tdb.superuser<{ leaf_pem: string; chain_pem: string }>(
+    await tdb.superuser<{ id: string; leaf_pem: string; chain_pem: string; not_after: Date }>(
       'SELECT * FROM certificate_versions WHERE job_id = $1',
       [jobId],
     )
@@ -70,6 +71,22 @@ describe('issuer', () => {
     expect(v).toBeDefined();
     const job = await tdb.superuser<{ status: string }>('SELECT status FROM jobs WHERE id = $1', [r.job.id]);
     expect(job.rows[0]?.status).toBe('completed');
+    // Recorded with it: the certificate points at the version, the event is queued, the ledger has the record.
+    const cert = await tdb.superuser<{ current_version_id: string; not_after: Date }>(
+      'SELECT current_version_id, not_after FROM certificates WHERE id = $1',
+      [r.certificate.id],
+    );
+    expect(cert.rows[0]).toEqual({ current_version_id: v?.id, not_after: v?.not_after });
+    const events = await tdb.superuser<{ payload: unknown }>(
+      `SELECT payload FROM outbox WHERE topic = 'certificate.issued' AND payload->>'job_id' = $1`,
+      [r.job.id],
+    );
+    expect(events.rows.map((e) => e.payload)).toEqual([{ job_id: r.job.id, version_id: v?.id }]);
+    const audit = await tdb.superuser<{ details: { version_id: string } }>(
+      `SELECT details FROM audit_records WHERE action = 'certificate_issued' AND resource_id = $1`,
+      [r.certificate.id],
+    );
+    expect(audit.rows.map((a) => a.details.version_id)).toEqual([v?.id]);
 
     await writeFile(join(dir, 'leaf.pem'), v?.leaf_pem ?? '');
     await writeFile(join(dir, 'chain.pem'), v?.chain_pem ?? '');
@@ -91,6 +108,40 @@ describe('issuer', () => {
     // A re-delivered message for the completed job signs nothing more.
     expect((await issue(r.job.id)).status).toBe('skipped');
     expect(await versions(r.job.id)).toHaveLength(1);
+    // Recording a completion again is refused whole, even outside a transaction: no second event or record.
+    const db = tdb.handle.db;
+    const completed = await jobs.findJob(db, org.orgId, r.job.id);
+    const version = await certificates.findVersion(db, org.orgId, v?.id ?? '');
+    if (!completed || !version) throw new Error('the issued rows are gone');
+    await expect(
+      completeIssuance(db, {
+        job: completed,
+        version,
+        at: new Date(),
+        audit: {
+          orgId: org.orgId,
+          actor: SYSTEM_ACTORS.issuer,
+          action: 'certificate_issued',
+          resourceType: 'certificate',
+          resourceId: r.certificate.id,
+          details: { version_id: version.id },
+        },
+      }),
+    ).rejects.toThrow(/was not pending or running/);
+    expect(
+      (
+        await tdb.superuser(`SELECT 1 FROM outbox WHERE topic = 'certificate.issued' AND payload->>'job_id' = $1`, [
+          r.job.id,
+        ])
+      ).rows,
+    ).toHaveLength(1);
+    expect(
+      (
+        await tdb.superuser(`SELECT 1 FROM audit_records WHERE action = 'certificate_issued' AND resource_id = $1`, [
+          r.certificate.id,
+        ])
+      ).rows,
+    ).toHaveLength(1);
   });
 
   it('never signs a rejected or still-pending request, whatever message arrives', async () => {

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { type SubmissionRows, verifyAllChains, writeSubmission } from '@countersign/db';
+import { releaseApprovedJob, type SubmissionRows, verifyAllChains, writeSubmission } from '@countersign/db';
 import { actorOf } from '@countersign/domain';
 import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import { reject } from '@countersign/workflow';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-/** writeSubmission: a submission's rows in one statement, typed back from jsonb. */
+/** The use cases' one-statement writes: writeSubmission (rows typed back from jsonb) and releaseApprovedJob. */
 let tdb: TestDatabase;
 let org: SeededOrg;
 
@@ -146,5 +146,38 @@ describe('writeSubmission', () => {
     const staged = await tdb.superuser<{ n: string }>('SELECT count(*) n FROM audit_staging_batches');
     expect(staged.rows[0]?.n).toBe('0');
     expect(await verifyAllChains(tdb.handle, { mode: 'full' })).toMatchObject({ ok: true, failures: [] });
+  });
+});
+
+describe('releaseApprovedJob', () => {
+  it('writes no event and no record when the job was not awaiting approval', async () => {
+    // An ungated job is released at once: a second release finds nothing to do.
+    const w = rows({ gated: false, newCertificate: 'released.example.test' });
+    await writeSubmission(tdb.handle.db, w);
+    const released = await releaseApprovedJob(tdb.handle.db, {
+      orgId: org.orgId,
+      jobId: w.job.id,
+      events: [{ topic: 'job.released', payload: { job_id: w.job.id } }],
+      audit: [
+        {
+          orgId: org.orgId,
+          actor: actorOf(org.operator1),
+          action: 'job_released',
+          resourceType: 'job',
+          resourceId: w.job.id,
+          details: { status: 'pending' },
+        },
+      ],
+      at: new Date(),
+    });
+    expect(released).toBe(false);
+    const events = await sql<{
+      n: string;
+    }>`SELECT count(*) n FROM outbox WHERE payload->>'job_id' = ${w.job.id}`.execute(tdb.handle.db);
+    expect(events.rows[0]?.n).toBe('1'); // the submission's own
+    const records = await sql<{
+      action: string;
+    }>`SELECT action FROM audit_records WHERE resource_id = ${w.job.id}`.execute(tdb.handle.db);
+    expect(records.rows.map((r) => r.action)).toEqual(['certificate_requested']);
   });
 });
