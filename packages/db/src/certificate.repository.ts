@@ -67,6 +67,47 @@ export async function findVersion(ex: Executor, orgId: string, id: string) {
     .executeTakeFirst();
 }
 
+/**
+ * A recorded version with what its mail shows of the job and profile, in one
+ * statement (three reads before). The job's and profile's fields are null when
+ * they are gone.
+ */
+export async function findIssuedVersion(ex: Executor, orgId: string, versionId: string) {
+  const row = await ex
+    .selectFrom('certificate_versions as v')
+    .leftJoin('jobs as j', 'j.id', 'v.job_id')
+    .leftJoin('profiles as p', (join) => join.onRef('p.id', '=', 'j.profile_id').onRef('p.org_id', '=', 'j.org_id'))
+    .selectAll('v')
+    .select([
+      'j.kind as job_kind',
+      'j.common_name as job_common_name',
+      'j.sans as job_sans',
+      'j.requested_by as job_requested_by',
+      'j.requester_type as job_requester_type',
+      'p.name as profile_name',
+    ])
+    .where('v.org_id', '=', orgId)
+    .where('v.id', '=', versionId)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const { job_kind, job_common_name, job_sans, job_requested_by, job_requester_type, profile_name, ...version } = row;
+  const job =
+    job_kind !== null &&
+    job_common_name !== null &&
+    job_sans !== null &&
+    job_requested_by !== null &&
+    job_requester_type !== null
+      ? {
+          kind: job_kind,
+          commonName: job_common_name,
+          sans: job_sans,
+          requestedBy: job_requested_by,
+          requesterType: job_requester_type,
+        }
+      : null;
+  return { version, job, profileName: profile_name };
+}
+
 export async function findVersionByJob(ex: Executor, jobId: string) {
   return ex.selectFrom('certificate_versions').selectAll().where('job_id', '=', jobId).executeTakeFirst();
 }

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findMailFacts } from './approval.repository.ts';
 import { findEligibleApprovers } from './identity.repository.ts';
 import { listDeliveries, recordDeliveries } from './notification.repository.ts';
 import { findProfile, listProfiles } from './profile.repository.ts';
+import { writeSubmission } from './submission-write.ts';
 
 /**
  * The reads and the one write the notifier makes per event, each one
@@ -167,5 +170,77 @@ describe('recording an event’s deliveries', () => {
     } finally {
       await client.end();
     }
+  });
+});
+
+describe("a request's mail facts", () => {
+  it('come in one row: the job, the profile and the votes, with nulls for what is gone', async () => {
+    const jobId = randomUUID();
+    const approvalId = randomUUID();
+    const certificateId = randomUUID();
+    const at = new Date();
+    await writeSubmission(tdb.handle.db, {
+      certificate: {
+        id: certificateId,
+        org_id: org.orgId,
+        profile_id: org.gated.id,
+        owner_id: org.requester.id,
+        common_name: 'facts.example.test',
+        sans: ['facts.example.test'],
+        public_key: Buffer.from([1]),
+      },
+      job: {
+        id: jobId,
+        org_id: org.orgId,
+        certificate_id: certificateId,
+        profile_id: org.gated.id,
+        kind: 'issuance',
+        status: 'awaiting_approval',
+        requires_approval: true,
+        requested_by: org.requester.id,
+        requester_type: 'user',
+        common_name: 'facts.example.test',
+        sans: ['facts.example.test'],
+        public_key: Buffer.from([1]),
+      },
+      approval: {
+        id: approvalId,
+        org_id: org.orgId,
+        job_id: jobId,
+        certificate_id: certificateId,
+        profile_id: org.gated.id,
+        requested_by: org.requester.id,
+        requester_type: 'user',
+        justification: 'facts',
+        domains: ['facts.example.test'],
+        environment: 'production',
+        approvals_required: 2,
+        requested_at: at,
+        expires_at: new Date(at.getTime() + 3_600_000),
+      },
+      outbox: [],
+      audit: [],
+      at,
+    });
+    const a = { id: approvalId, org_id: org.orgId, job_id: jobId, profile_id: org.gated.id };
+    expect(await findMailFacts(tdb.handle.db, a)).toEqual({
+      job_kind: 'issuance',
+      common_name: 'facts.example.test',
+      profile_name: org.gated.name,
+      votes: 0,
+    });
+    await tdb.superuser(
+      `INSERT INTO approval_votes (approval_id, org_id, voter_id, voter_type, requested_by) VALUES ($1, $2, $3, 'user', $4)`,
+      [approvalId, org.orgId, org.operator1.id, org.requester.id],
+    );
+    expect((await findMailFacts(tdb.handle.db, a)).votes).toBe(1);
+    // Another org's ids find nothing of this org's.
+    const other = await seedOrg(tdb.handle.db);
+    expect(await findMailFacts(tdb.handle.db, { ...a, org_id: other.orgId })).toEqual({
+      job_kind: null,
+      common_name: null,
+      profile_name: null,
+      votes: 0,
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { type ApprovalRow, appendAudit, approvals, certificates, jobs, notifications, profiles } from '@countersign/db';
+import { type ApprovalRow, appendAudit, approvals, certificates, notifications, profiles } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import {
   approvalNotice,
@@ -85,26 +85,24 @@ export function buildNotifier(deps: NotifierDeps) {
   }
 
   async function requestFacts(reads: RecipientReads, a: ApprovalRow): Promise<RequestFacts> {
-    const [job, profile, votes, requester] = await Promise.all([
-      jobs.findJob(db, a.org_id, a.job_id),
-      profiles.findProfile(db, a.org_id, a.profile_id),
-      approvals.listVotes(db, [a.id]),
+    const [facts, requester] = await Promise.all([
+      approvals.findMailFacts(db, a),
       actorName(reads, a.org_id, a.requested_by, a.requester_type),
     ]);
     return {
       approvalId: a.id,
       certificateId: a.certificate_id,
-      jobKind: required(job, `job ${a.job_id}`).kind,
-      commonName: required(job, `job ${a.job_id}`).common_name,
+      jobKind: required(facts.job_kind, `job ${a.job_id}`),
+      commonName: required(facts.common_name, `job ${a.job_id}`),
       domains: a.domains,
-      profileName: required(profile, `profile ${a.profile_id}`).name,
+      profileName: required(facts.profile_name, `profile ${a.profile_id}`),
       environment: a.environment,
       justification: a.justification,
       requester,
       requestedAt: a.requested_at,
       expiresAt: a.expires_at,
       approvalsRequired: a.approvals_required,
-      votes: votes.length,
+      votes: facts.votes,
     };
   }
 
@@ -167,25 +165,26 @@ export function buildNotifier(deps: NotifierDeps) {
 
   async function issued(d: Payload, job: Job): Promise<NotificationResult> {
     const versionId = required(d.version_id, 'version_id');
-    const version = required(
-      await certificates.findVersion(db, d.org_id, versionId),
+    const issued = required(
+      await certificates.findIssuedVersion(db, d.org_id, versionId),
       `certificate version ${versionId}`,
     );
-    const j = required(await jobs.findJob(db, d.org_id, version.job_id), `job ${version.job_id}`);
-    const profile = required(await profiles.findProfile(db, d.org_id, j.profile_id), `profile ${j.profile_id}`);
+    const { version } = issued;
+    const j = required(issued.job, `job ${version.job_id}`);
+    const profileName = required(issued.profileName, `the profile of job ${version.job_id}`);
     const { recipient } = await requesterRecipient(recipientReads(db), {
       orgId: d.org_id,
-      requestedBy: j.requested_by,
-      requesterType: j.requester_type,
-      certificateId: j.certificate_id,
+      requestedBy: j.requestedBy,
+      requesterType: j.requesterType,
+      certificateId: version.certificate_id,
     });
     const mail = renderIssued(deps.settings, {
-      certificateId: j.certificate_id,
-      jobId: j.id,
+      certificateId: version.certificate_id,
+      jobId: version.job_id,
       jobKind: j.kind,
-      commonName: j.common_name,
+      commonName: j.commonName,
       sans: j.sans,
-      profileName: profile.name,
+      profileName,
       serial: version.serial,
       fingerprint: version.fingerprint_sha256,
       notBefore: version.not_before,
