@@ -56,29 +56,25 @@ export async function findMailFacts(
 }
 
 /**
- * Locks the request for a decision and reads its profile's approvers in the same
- * round trip (who may decide is checked under the lock, as before).
+ * Locks the request for a decision, then reads its profile's approvers. Two
+ * statements on purpose: a statement reads in the snapshot it started with,
+ * even after waiting for the row lock, so approvers read in the locking
+ * statement could miss an approver's removal committed during that wait.
  */
 export async function lockForDecision(
   ex: Executor,
   orgId: string,
   id: string,
 ): Promise<{ approval: ApprovalRow; approvers: string[] } | undefined> {
-  const row = await ex
-    .selectFrom('approval_requests')
-    .selectAll()
-    .select(
-      sql<string[]>`array(
-        SELECT principal_id FROM profile_approvers pa WHERE pa.profile_id = approval_requests.profile_id ORDER BY principal_id
-      )`.as('approvers'),
-    )
-    .where('org_id', '=', orgId)
-    .where('id', '=', id)
-    .forUpdate()
-    .executeTakeFirst();
-  if (!row) return undefined;
-  const { approvers, ...approval } = row;
-  return { approval, approvers };
+  const approval = await lockApproval(ex, orgId, id);
+  if (!approval) return undefined;
+  const rows = await ex
+    .selectFrom('profile_approvers')
+    .select('principal_id')
+    .where('profile_id', '=', approval.profile_id)
+    .orderBy('principal_id')
+    .execute();
+  return { approval, approvers: rows.map((r) => r.principal_id) };
 }
 
 /**

@@ -108,10 +108,6 @@ export async function findIssuedVersion(ex: Executor, orgId: string, versionId: 
   return { version, job, profileName: profile_name };
 }
 
-export async function findVersionByJob(ex: Executor, jobId: string) {
-  return ex.selectFrom('certificate_versions').selectAll().where('job_id', '=', jobId).executeTakeFirst();
-}
-
 export async function listVersions(ex: Executor, certificateId: string) {
   return ex
     .selectFrom('certificate_versions')

@@ -39,7 +39,7 @@ export async function completeIssuance(
       INSERT INTO outbox (org_id, topic, payload)
       SELECT ${job.org_id}::uuid, 'certificate.issued', ${JSON.stringify({ job_id: job.id, version_id: version.id })}::jsonb
       FROM done
-    ), ${sql.join(staging)}
+    )${staging.length > 0 ? sql`, ${sql.join(staging)}` : sql``}
     SELECT (SELECT count(*) FROM done)::int AS completed
   `.execute(ex);
   if (rows[0]?.completed !== 1)

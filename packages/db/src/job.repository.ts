@@ -29,11 +29,13 @@ export async function listJobs(
     .execute();
 }
 
-/** Row-locks the job for the issuer: no other worker can sign it until this transaction ends. */
 /**
- * Locks a job for issuance and reads, in the same round trip, what issuing it
- * depends on: its request's state (null for an ungated job) and its profile's
- * issuer and validity (null when the profile is gone).
+ * Row-locks the job for the issuer (no other worker can sign it until this
+ * transaction ends) and reads, in the same round trip, what issuing it depends
+ * on: its request's state (null for an ungated job) and its profile's issuer
+ * and validity (null when the profile is gone). Those are read in the
+ * statement's snapshot, which may predate the lock's wait; that is safe here:
+ * an approved request is final, and the job is released only after it was.
  */
 export async function lockJobForIssuance(ex: Executor, id: string) {
   const row = await ex

@@ -101,6 +101,13 @@ const COLUMN_TYPES = {
 function typedRow<T>(json: JsonRow, types: { dates: readonly string[]; bytes: readonly string[] }): T {
   const row: JsonRow = { ...json };
   for (const c of types.dates) if (typeof row[c] === 'string') row[c] = new Date(row[c] as string);
-  for (const c of types.bytes) if (typeof row[c] === 'string') row[c] = Buffer.from((row[c] as string).slice(2), 'hex');
+  for (const c of types.bytes) {
+    const text = row[c];
+    if (typeof text !== 'string') continue;
+    // jsonb renders bytea as bytea_output says; hex is PostgreSQL's default and the only form read here.
+    if (!text.startsWith('\\x'))
+      throw new Error(`column ${c} came back as "${text.slice(0, 8)}...": bytea_output must be hex`);
+    row[c] = Buffer.from(text.slice(2), 'hex');
+  }
   return row as T;
 }

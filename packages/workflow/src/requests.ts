@@ -84,8 +84,9 @@ async function withIdempotency(
   work: (ex: Executor, remember: (body: SubmitResult) => Promise<void>) => Promise<SubmitResult>,
 ): Promise<SubmitResult> {
   const principalId = who.principal?.id;
-  // Without a key there is nothing to remember, and `work` writes in one statement (createJob): that
-  // statement is its own transaction, so BEGIN and COMMIT would be two round trips for nothing.
+  // Without a key there is nothing to remember, and `work` is one statement (createJob) that is its own
+  // transaction, so BEGIN and COMMIT would be two round trips for nothing. `work` must therefore read
+  // nothing after its write: a failing read would report a committed request as an error.
   if (!idem || !principalId) return work(db, async () => {});
   const hash = requestHash(idem.fingerprint);
   const replay = async (): Promise<SubmitResult | null> => {
@@ -406,6 +407,11 @@ export async function renewCertificate(
     publicKey = csr.publicKeySpki;
   }
   checkNames(profile, sans);
+  // Read before the write: without an Idempotency-Key the write commits on its own, and a read failing
+  // after it would report an accepted renewal as an error.
+  const current = cert.current_version_id
+    ? await certificates.findVersion(db, who.orgId, cert.current_version_id)
+    : null;
 
   return withIdempotency(db, who, idem, async (ex, remember) => {
     const { job, approval } = await createJob(
@@ -422,9 +428,6 @@ export async function renewCertificate(
       },
       settings,
     );
-    const current = cert.current_version_id
-      ? await certificates.findVersion(ex, who.orgId, cert.current_version_id)
-      : null;
     const result: SubmitResult = {
       certificate: certificateView(cert, current),
       job: jobView(job),

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { releaseApprovedJob, type SubmissionRows, verifyAllChains, writeSubmission } from '@countersign/db';
-import { actorOf } from '@countersign/domain';
+import { actorOf, DomainError } from '@countersign/domain';
 import { createTestDatabase, type SeededOrg, seedOrg, type TestDatabase } from '@countersign/testing';
-import { reject } from '@countersign/workflow';
+import { approve, reject } from '@countersign/workflow';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -179,5 +179,54 @@ describe('releaseApprovedJob', () => {
       action: string;
     }>`SELECT action FROM audit_records WHERE resource_id = ${w.job.id}`.execute(tdb.handle.db);
     expect(records.rows.map((r) => r.action)).toEqual(['certificate_requested']);
+  });
+});
+
+describe('a decision that waited for the request’s lock', () => {
+  it('is judged by the approvers committed while it waited', async () => {
+    const w = rows({ gated: true, newCertificate: 'waited.example.test' });
+    await writeSubmission(tdb.handle.db, w);
+    const approvalId = w.approval?.id ?? '';
+    // Another transaction holds the request's row lock (as a concurrent decision would).
+    let release = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let locked = () => {};
+    const isLocked = new Promise<void>((r) => {
+      locked = r;
+    });
+    const holder = tdb.handle.db.transaction().execute(async (tx) => {
+      await sql`SELECT 1 FROM approval_requests WHERE id = ${approvalId}::uuid FOR UPDATE`.execute(tx);
+      locked();
+      await released;
+    });
+    await isLocked;
+    try {
+      const deciding = approve(tdb.handle.db, org.operator2, approvalId, 'waited').then(
+        () => 'approved',
+        (err: unknown) => (err instanceof DomainError ? err.code : String(err)),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      // While it waits, operator2 is taken off the profile's approvers.
+      await tdb.superuser('DELETE FROM profile_approvers WHERE profile_id = $1 AND principal_id = $2', [
+        org.gated.id,
+        org.operator2.id,
+      ]);
+      release();
+      await holder;
+      expect(await deciding).toBe('forbidden');
+    } finally {
+      release();
+      await holder;
+      await tdb.superuser(
+        'INSERT INTO profile_approvers (profile_id, principal_id, org_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+        [org.gated.id, org.operator2.id, org.orgId],
+      );
+    }
+    const votes = await sql<{
+      n: string;
+    }>`SELECT count(*) n FROM approval_votes WHERE approval_id = ${approvalId}`.execute(tdb.handle.db);
+    expect(votes.rows[0]?.n).toBe('0');
   });
 });
