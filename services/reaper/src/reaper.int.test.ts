@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiHarness } from '../../api/src/test/api-harness.ts';
 import { eventually, type Pipeline, sleep, startPipeline } from '../../notifier/src/test/pipeline-harness.ts';
 import { declareSchedules, scheduleSpecs } from './schedules.ts';
+import { SKIPPED } from './skip-while-running.ts';
 import { pruneIdempotencyTask } from './tasks/prune-idempotency.task.ts';
 import { reconcileReleasedTask } from './tasks/reconcile-released.task.ts';
 import { FAST, startTestReaper, type TestReaper } from './test/reaper-harness.ts';
@@ -427,6 +428,53 @@ describe('audit checkpoints', () => {
       expect((await reaper.run('checkpoint-audit')) as { created: number }).toMatchObject({ created: 0 });
       expect(await checkpoints()).toBe(orgs + 1);
     } finally {
+      await reaper.close();
+      await p.close();
+    }
+  });
+});
+
+describe('overlapping scheduled runs', () => {
+  it('skip a run of a guarded task while its last one is still going in this reaper, and run it again after', async () => {
+    const p = await startPipeline();
+    let calls = 0;
+    let open = () => {};
+    const held = new Promise<void>((r) => {
+      open = r;
+    });
+    const checkpointAudit = async () => {
+      calls++;
+      if (calls === 1) await held;
+      return { created: 0, unchanged: 0, failures: [] };
+    };
+    // The run BullMQ starts when the schedule is declared is the one held open.
+    const reaper = await startTestReaper(p, {}, { checkpointAudit });
+    try {
+      await eventually('the scheduled run is going', async () => calls === 1, 10_000);
+      const again = await reaper.queues.maintenance.add('checkpoint-audit', {}, { jobId: 'overlapping-run' });
+      await eventually(
+        'the overlapping run is done',
+        async () => (await reaper.queues.maintenance.getJobState(again.id ?? '')) === 'completed',
+        10_000,
+      );
+      expect((await reaper.queues.maintenance.getJob(again.id ?? ''))?.returnvalue).toEqual(SKIPPED);
+      expect(calls).toBe(1);
+      open();
+      // Once the held run ended, the next one runs.
+      const later = await reaper.queues.maintenance.add('checkpoint-audit', {}, { jobId: 'later-run' });
+      await eventually(
+        'the later run is done',
+        async () => (await reaper.queues.maintenance.getJobState(later.id ?? '')) === 'completed',
+        10_000,
+      );
+      expect((await reaper.queues.maintenance.getJob(later.id ?? ''))?.returnvalue).toEqual({
+        created: 0,
+        unchanged: 0,
+        failures: [],
+      });
+      expect(calls).toBe(2);
+    } finally {
+      open();
       await reaper.close();
       await p.close();
     }

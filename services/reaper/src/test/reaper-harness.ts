@@ -2,7 +2,7 @@ import { createCheckpointsForAllOrgs, generateSigningKey, verifyAllChains } from
 import { createLogger, createRegistry, type Registry } from '@countersign/observability';
 import { createRedis } from '@countersign/queues';
 import type { Pipeline } from '../../../notifier/src/test/pipeline-harness.ts';
-import { type Reaper, type ReaperSettings, startReaper } from '../reaper.ts';
+import { type Reaper, type ReaperDeps, type ReaperSettings, startReaper } from '../reaper.ts';
 
 /** A reaper against a test pipeline, with its own Redis connections and registry, as a separate process would have. */
 export interface TestReaper extends Reaper {
@@ -28,7 +28,12 @@ export const FAST: ReaperSettings = {
 
 const signingKey = generateSigningKey();
 
-export async function startTestReaper(p: Pipeline, settings: Partial<ReaperSettings> = {}): Promise<TestReaper> {
+export async function startTestReaper(
+  p: Pipeline,
+  settings: Partial<ReaperSettings> = {},
+  /** Stand-ins for the ledger's work (a run the test holds open, say). */
+  ledger: Partial<Pick<ReaperDeps, 'verifyAudit' | 'checkpointAudit'>> = {},
+): Promise<TestReaper> {
   const producer = createRedis(p.redisUrl, 'producer');
   const blocking = createRedis(p.redisUrl, 'worker');
   const registry = createRegistry('reaper-test');
@@ -41,6 +46,7 @@ export async function startTestReaper(p: Pipeline, settings: Partial<ReaperSetti
     settings: { ...FAST, ...settings },
     verifyAudit: () => verifyAllChains(p.tdb.handle, { mode: 'full' }),
     checkpointAudit: () => createCheckpointsForAllOrgs(p.tdb.handle, signingKey),
+    ...ledger,
   });
   const values = async (name: string, labels: Record<string, string>) => {
     const m = await registry.getSingleMetric(name)?.get();
