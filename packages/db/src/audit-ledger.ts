@@ -120,10 +120,22 @@ export async function appendAuditMany(
 }
 
 /**
+ * auditStagingInserts as named CTEs (`audit_0 AS (...)`, one per org), for a
+ * statement of data-modifying CTEs such as submission-write.ts builds.
+ */
+export function auditStagingCtes(
+  entries: readonly AuditEntry[],
+  at: Date,
+  onlyIf?: RawBuilder<unknown>,
+): RawBuilder<unknown>[] {
+  return auditStagingInserts(entries, at, onlyIf).map((insert, i) => sql`${sql.raw(`audit_${i}`)} AS (${insert})`);
+}
+
+/**
  * The INSERTs appendAuditMany runs, one per org in org order, as statements to
  * run or to embed in a larger one (a data-modifying WITH, as a submission does).
  */
-export function auditStagingInserts(
+function auditStagingInserts(
   entries: readonly AuditEntry[],
   at: Date = new Date(),
   /** A condition the rows are staged under (inside a larger statement: "only if that update hit its row"). */

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
-import { type AuditEntry, auditStagingInserts } from './audit-ledger.ts';
+import { type AuditEntry, auditStagingCtes } from './audit-ledger.ts';
 import type { Executor } from './database.ts';
-import type { OutboxEvent } from './outbox.ts';
+import { type OutboxEvent, outboxInsert } from './outbox.ts';
 
 /**
  * After a request was approved (by the statement before this one, which the
@@ -16,19 +16,17 @@ export async function releaseApprovedJob(
   r: { orgId: string; jobId: string; events: readonly OutboxEvent[]; audit: readonly AuditEntry[]; at: Date },
 ): Promise<boolean> {
   const released = sql`EXISTS (SELECT 1 FROM released)`;
-  const staging = auditStagingInserts(r.audit, r.at, released).map((s, i) => sql`${sql.raw(`s${i}`)} AS (${s})`);
-  const { rows } = await sql<{ released: number }>`
-    WITH released AS (
+  const ctes = [
+    sql`released AS (
       UPDATE jobs SET status = 'pending', released_at = ${r.at}, updated_at = ${r.at}
       WHERE id = ${r.jobId} AND status = 'awaiting_approval'
       RETURNING id
-    ), events AS (
-      INSERT INTO outbox (org_id, topic, payload)
-      SELECT ${r.orgId}::uuid, e.topic, e.payload::jsonb
-      FROM unnest(${r.events.map((e) => e.topic)}::text[], ${r.events.map((e) => JSON.stringify(e.payload))}::text[])
-        AS e(topic, payload)
-      WHERE ${released}
-    )${staging.length > 0 ? sql`, ${sql.join(staging)}` : sql``}
+    )`,
+    sql`events AS (${outboxInsert(r.orgId, r.events, released)})`,
+    ...auditStagingCtes(r.audit, r.at, released),
+  ];
+  const { rows } = await sql<{ released: number }>`
+    WITH ${sql.join(ctes)}
     SELECT (SELECT count(*) FROM released)::int AS released
   `.execute(ex);
   return rows[0]?.released === 1;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
-import { type AuditEntry, auditStagingInserts } from './audit-ledger.ts';
+import { type AuditEntry, auditStagingCtes } from './audit-ledger.ts';
 import type { Executor } from './database.ts';
+import { outboxInsert } from './outbox.ts';
 import type { CertificateVersionRow, JobRow } from './schema.ts';
 
 /**
@@ -23,23 +24,28 @@ export async function completeIssuance(
 ): Promise<void> {
   const { job, version, at } = c;
   const completed = sql`EXISTS (SELECT 1 FROM done)`;
-  const staging = auditStagingInserts([c.audit], at, completed).map((s, i) => sql`${sql.raw(`s${i}`)} AS (${s})`);
-  const { rows } = await sql<{ completed: number }>`
-    WITH done AS (
+  const ctes = [
+    sql`done AS (
       UPDATE jobs SET status = 'completed', completed_at = ${at}, updated_at = ${at}, error = NULL
       WHERE id = ${job.id} AND status IN ('pending', 'running')
       RETURNING id
-    ), pointed AS (
+    )`,
+    sql`pointed AS (
       UPDATE certificates
       SET current_version_id = ${version.id}, not_after = ${version.not_after}, common_name = ${job.common_name},
           sans = ${job.sans}::text[], public_key = ${job.public_key}, updated_at = ${at}
       WHERE id = ${job.certificate_id} AND ${completed}
       RETURNING id
-    ), event AS (
-      INSERT INTO outbox (org_id, topic, payload)
-      SELECT ${job.org_id}::uuid, 'certificate.issued', ${JSON.stringify({ job_id: job.id, version_id: version.id })}::jsonb
-      FROM done
-    )${staging.length > 0 ? sql`, ${sql.join(staging)}` : sql``}
+    )`,
+    sql`event AS (${outboxInsert(
+      job.org_id,
+      [{ topic: 'certificate.issued', payload: { job_id: job.id, version_id: version.id } }],
+      completed,
+    )})`,
+    ...auditStagingCtes([c.audit], at, completed),
+  ];
+  const { rows } = await sql<{ completed: number }>`
+    WITH ${sql.join(ctes)}
     SELECT (SELECT count(*) FROM done)::int AS completed
   `.execute(ex);
   if (rows[0]?.completed !== 1)

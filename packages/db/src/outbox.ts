@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { Executor } from './database.ts';
 
 /**
@@ -48,10 +48,26 @@ export type OutboxEvent = { [T in OutboxTopic]: { readonly topic: T; readonly pa
 /** Several events of one transaction in one statement (one round trip, and one wake-up for the relay). */
 export async function addOutboxEvents(ex: Executor, orgId: string, events: readonly OutboxEvent[]): Promise<void> {
   if (events.length === 0) return;
-  await ex
-    .insertInto('outbox')
-    .values(events.map((e) => ({ org_id: orgId, topic: e.topic, payload: JSON.stringify(e.payload) })))
-    .execute();
+  await outboxInsert(orgId, events).execute(ex);
+}
+
+/**
+ * addOutboxEvents' INSERT as a fragment, for a statement of data-modifying
+ * CTEs; with `onlyIf`, the rows are written only when that condition holds
+ * (say, an update in the same statement hit its row).
+ */
+export function outboxInsert(
+  orgId: string,
+  events: readonly OutboxEvent[],
+  onlyIf: RawBuilder<unknown> = sql`true`,
+): RawBuilder<unknown> {
+  return sql`
+    INSERT INTO outbox (org_id, topic, payload)
+    SELECT ${orgId}::uuid, e.topic, e.payload::jsonb
+    FROM unnest(${events.map((e) => e.topic)}::text[], ${events.map((e) => JSON.stringify(e.payload))}::text[])
+      AS e(topic, payload)
+    WHERE ${onlyIf}
+  `;
 }
 
 /** A row the relay took and deleted in its transaction, to publish before that commits. */

@@ -1,8 +1,8 @@
 import type { Insertable } from 'kysely';
 import { sql } from 'kysely';
-import { type AuditEntry, auditStagingInserts } from './audit-ledger.ts';
+import { type AuditEntry, auditStagingCtes } from './audit-ledger.ts';
 import type { Executor } from './database.ts';
-import type { OutboxEvent } from './outbox.ts';
+import { type OutboxEvent, outboxInsert } from './outbox.ts';
 import type {
   ApprovalRequestsTable,
   ApprovalRow,
@@ -50,14 +50,8 @@ export async function writeSubmission(ex: Executor, w: SubmissionRows): Promise<
   if (w.certificate) parts.push(sql`c AS (${ex.insertInto('certificates').values(w.certificate).returningAll()})`);
   parts.push(sql`j AS (${ex.insertInto('jobs').values(w.job).returningAll()})`);
   if (w.approval) parts.push(sql`a AS (${ex.insertInto('approval_requests').values(w.approval).returningAll()})`);
-  if (w.outbox.length > 0) {
-    const orgId = w.job.org_id;
-    const rows = w.outbox.map((e) => ({ org_id: orgId, topic: e.topic, payload: JSON.stringify(e.payload) }));
-    parts.push(sql`o AS (${ex.insertInto('outbox').values(rows)})`);
-  }
-  auditStagingInserts(w.audit, w.at).forEach((staging, i) => {
-    parts.push(sql`${sql.raw(`s${i}`)} AS (${staging})`);
-  });
+  if (w.outbox.length > 0) parts.push(sql`o AS (${outboxInsert(w.job.org_id, w.outbox)})`);
+  parts.push(...auditStagingCtes(w.audit, w.at));
   const { rows } = await sql<{ certificate: JsonRow | null; job: JsonRow; approval: JsonRow | null }>`
     WITH ${sql.join(parts)}
     SELECT ${w.certificate ? sql`(SELECT to_jsonb(c) FROM c)` : sql`NULL::jsonb`} AS certificate,
