@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createDatabase } from '@countersign/db';
 import { startRedis } from '@countersign/devstack';
 import { createLogger } from '@countersign/observability';
 import { createRedis, createWorker, enqueue, jobIds, MAINTENANCE_TASKS, openQueue } from '@countersign/queues';
@@ -476,6 +477,60 @@ describe('overlapping scheduled runs', () => {
     } finally {
       open();
       await reaper.close();
+      await p.close();
+    }
+  });
+  it('let at most the configured number of expiry runs go at once; a further one is skipped', async () => {
+    const p = await startPipeline();
+    // The services' role may not touch the chain heads; the superuser holds one.
+    const superuser = createDatabase({ url: p.tdb.superuserUrl, poolSize: 1, applicationName: 'head-holder' });
+    const holder = await superuser.pool.connect();
+    let reaper: TestReaper | undefined;
+    try {
+      const profileId = await p.gatedProfile({});
+      for (let i = 0; i < 4; i++) await p.submit(p.org.requester, profileId, `cap${i}.example.test`);
+      await p.drain();
+      await p.tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 second'`);
+      // Holding the org's chain head holds every expiry batch at its COMMIT (the audit seal takes the head),
+      // so each run stays in flight with the one row it claimed.
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM audit_heads WHERE org_id = $1 FOR UPDATE', [p.org.orgId]);
+      const waiting = () =>
+        count(
+          p,
+          `SELECT count(*) n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+      // The run BullMQ starts when the schedule is declared is the first.
+      reaper = await startTestReaper(p, { batchSize: 1, expiryRunsAtOnce: 2, expireEveryMs: 3_600_000 });
+      await eventually('the scheduled run waits at its commit', async () => (await waiting()) === 1, 10_000);
+      const second = await reaper.queues.maintenance.add('expire-approvals', {}, { jobId: 'second-run' });
+      await eventually('the second run waits at its commit', async () => (await waiting()) === 2, 10_000);
+      const third = await reaper.queues.maintenance.add('expire-approvals', {}, { jobId: 'third-run' });
+      const maintenance = reaper.queues.maintenance;
+      await eventually(
+        'the third run is done',
+        async () => (await maintenance.getJobState(third.id ?? '')) === 'completed',
+        10_000,
+      );
+      expect((await maintenance.getJob(third.id ?? ''))?.returnvalue).toEqual(SKIPPED);
+      expect(await waiting()).toBe(2);
+      await holder.query('ROLLBACK');
+      // Released, the two runs go on and expire all four between them.
+      await eventually(
+        'the second run is done',
+        async () => (await maintenance.getJobState(second.id ?? '')) === 'completed',
+        10_000,
+      );
+      expect((await maintenance.getJob(second.id ?? ''))?.returnvalue).toMatchObject({ expired: expect.any(Number) });
+      await eventually(
+        'all four expired',
+        async () => (await count(p, `SELECT count(*) n FROM approval_requests WHERE state = 'expired'`)) === 4,
+        10_000,
+      );
+    } finally {
+      holder.release();
+      await superuser.close();
+      await reaper?.close();
       await p.close();
     }
   });

@@ -33,6 +33,8 @@ export interface ReaperSettings extends ScheduleSettings {
   readonly idempotencyTtlMs: number;
   /** Batches one task run may take before leaving the rest to the next run. */
   readonly maxBatchesPerRun?: number;
+  /** Expiry runs this reaper lets go at once (their batches split the due rows); default 2. */
+  readonly expiryRunsAtOnce?: number;
 }
 
 export interface ReaperDeps {
@@ -149,8 +151,7 @@ export interface Reaper {
   close(): Promise<void>;
 }
 
-/** Tasks whose concurrent runs divide the work between them rather than repeat it. */
-const OVERLAPPING_RUNS_SPLIT_WORK: ReadonlySet<MaintenanceTask> = new Set(['expire-approvals']);
+export const DEFAULT_EXPIRY_RUNS_AT_ONCE = 2;
 
 export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
   const { log, settings } = deps;
@@ -166,10 +167,12 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
     log.info({ task, ms: Date.now() - started, result }, 'maintenance task done');
     return result;
   };
-  // BullMQ starts a scheduled run while the last one still goes. Two runs of expiry split the due rows
-  // between them (SKIP LOCKED, and measured faster than one); two runs of any other task read the same
-  // rows and repeat each other's work, so a scheduled run of those is skipped while one is going here.
-  const scheduled = skipWhileRunning(run, (task) => !OVERLAPPING_RUNS_SPLIT_WORK.has(task));
+  // BullMQ starts a scheduled run while the last one still goes. Runs of expiry split the due rows between
+  // them (SKIP LOCKED), so up to `expiryRuns` go at once: each more clears a backlog sooner and takes more
+  // of PostgreSQL's CPU from the api (docs/performance.md). Two runs of any other task read the same rows
+  // and repeat each other's work, so a scheduled run of those is skipped while one is going here.
+  const expiryRuns = settings.expiryRunsAtOnce ?? DEFAULT_EXPIRY_RUNS_AT_ONCE;
+  const scheduled = skipWhileRunning(run, (task) => (task === 'expire-approvals' ? expiryRuns : 1));
 
   const refreshQueueGauges = refreshGaugesTask({
     db: deps.db,
@@ -200,10 +203,9 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
       }
       return outcome;
     },
-    // A slot per task, so a long audit verification never delays an expiry run. BullMQ does not keep
-    // one task to one slot: a run that outlasts its interval overlaps the next (every task is safe to
-    // run twice at once; `scheduled` above lets only expiry do so, which docs/performance.md measured).
-    { concurrency: MAINTENANCE_TASKS.length },
+    // A slot per task and one per further expiry run, so a long audit verification never delays an
+    // expiry run and expiry runs never take every slot. A skipped run holds its slot only for a moment.
+    { concurrency: MAINTENANCE_TASKS.length - 1 + expiryRuns },
   );
   worker.on('failed', (job, err) => log.error({ task: job?.name, err: err.message }, 'maintenance task failed'));
   worker.on('error', (err) => log.warn({ err: err.message }, 'maintenance worker error'));
