@@ -14,6 +14,7 @@ import {
   type Worker,
 } from '@countersign/queues';
 import { type DeliveryDeps, type DeliverySummary, deliver } from './deliveries.ts';
+import { oneAtATime } from './one-at-a-time.ts';
 import {
   approverRecipients,
   contactRecipients,
@@ -284,13 +285,20 @@ export function buildNotifier(deps: NotifierDeps) {
    * An expiry batch: each request's decision mail becomes its own message
    * (the same job id the relay gives a single decision, so a re-delivered
    * batch adds nothing twice and the reconciler finds them as usual).
+   * Batches fan out one at a time in this notifier: a reap delivers dozens
+   * within seconds, and building several batches' messages at once raised the
+   * notifier's peak memory and Redis's load while the api shared the cores
+   * (docs/performance.md). A batch waiting its turn holds a worker slot, idle.
    */
+  const fanOutInTurn = oneAtATime();
   async function expiryBatch(d: Payload): Promise<NotificationResult> {
     const ids = required(d.approval_ids, 'approval_ids');
-    await enqueueMany(
-      deps.notifications,
-      'notifications',
-      ids.map((id) => approvalNotice('approval_decided', d.org_id, id)),
+    await fanOutInTurn(() =>
+      enqueueMany(
+        deps.notifications,
+        'notifications',
+        ids.map((id) => approvalNotice('approval_decided', d.org_id, id)),
+      ),
     );
     return { status: 'fanned_out', messages: ids.length };
   }
