@@ -18,8 +18,10 @@ describe('loadConfig', () => {
     expect(loadConfig('api', { ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: '45s' }).databaseIdleTimeoutMs).toBe(45_000);
     expect(loadConfig('api', { ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '0' }).databaseStatementCache).toBe(0);
     expect(loadConfig('issuer', base).metricsPort).toBe(9466);
-    expect(c.reaperExpiryRuns).toBe(2);
-    expect(loadConfig('reaper', { ...base, COUNTERSIGN_REAPER_EXPIRY_RUNS: '1' }).reaperExpiryRuns).toBe(1);
+    expect(c.reaperExpiryConcurrency).toBe(2);
+    expect(loadConfig('reaper', { ...base, COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY: '1' }).reaperExpiryConcurrency).toBe(
+      1,
+    );
   });
 
   it.each([
@@ -37,7 +39,7 @@ describe('loadConfig', () => {
     [{ ...base, COUNTERSIGN_DATABASE_STATEMENT_CACHE: '-1' }, 'COUNTERSIGN_DATABASE_STATEMENT_CACHE', /between/],
     [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: '0' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
     [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: 'soon' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
-    [{ ...base, COUNTERSIGN_REAPER_EXPIRY_RUNS: '0' }, 'COUNTERSIGN_REAPER_EXPIRY_RUNS', /between/],
+    [{ ...base, COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY: '0' }, 'COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY', /between/],
   ])('names the bad variable %#', (env, variable, message) => {
     try {
       loadConfig('api', env as Record<string, string>);

@@ -76,8 +76,8 @@ export interface Config {
   gaugeRefreshMs: number;
   /** Rows one reaper task handles per transaction. */
   reaperBatchSize: number;
-  /** Expiry runs one reaper lets go at once: a backlog outlasting the interval is worked by this many. */
-  reaperExpiryRuns: number;
+  /** Expiry transactions one reaper keeps going at once while it clears a backlog. */
+  reaperExpiryConcurrency: number;
   /** SMTP connection, greeting and socket timeout; a claimed delivery is held for a multiple of it. */
   smtpTimeoutMs: number;
   /** Largest accepted request body (api); larger bodies get 413 payload_too_large. */
@@ -233,7 +233,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', '24h'),
     gaugeRefreshMs: duration(env, 'REAPER_GAUGE_INTERVAL', '15s'),
     reaperBatchSize: int(env, 'REAPER_BATCH_SIZE', 100, 1, 10_000),
-    reaperExpiryRuns: int(env, 'REAPER_EXPIRY_RUNS', 2, 1, 32),
+    reaperExpiryConcurrency: int(env, 'REAPER_EXPIRY_CONCURRENCY', 2, 1, 32),
     smtpTimeoutMs: duration(env, 'SMTP_TIMEOUT', '30s'),
     httpBodyLimitBytes: int(env, 'HTTP_BODY_LIMIT', 256 * 1024, 1024, 64 * 1024 * 1024),
     rateLimitSubmitPerMinute: int(env, 'RATE_LIMIT_SUBMIT', 600, 0, 1_000_000),

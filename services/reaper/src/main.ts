@@ -33,7 +33,7 @@ const reaper = await startReaper({
     gaugeRefreshMs: config.gaugeRefreshMs,
     reconcileGraceMs: config.reconcileGraceMs,
     batchSize: config.reaperBatchSize,
-    expiryRunsAtOnce: config.reaperExpiryRuns,
+    expiryConcurrency: config.reaperExpiryConcurrency,
     idempotencyTtlMs: config.idempotencyTtlMs,
   },
   // Against the signed checkpoints, so truncation of the newest records is caught too.

@@ -5,7 +5,7 @@ import { createDatabase } from '@countersign/db';
 import { startRedis } from '@countersign/devstack';
 import { createLogger } from '@countersign/observability';
 import { createRedis, createWorker, enqueue, jobIds, MAINTENANCE_TASKS, openQueue } from '@countersign/queues';
-import { randomQueuePrefix } from '@countersign/testing';
+import { randomQueuePrefix, seedOrg } from '@countersign/testing';
 import { approve, reject } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiHarness } from '../../api/src/test/api-harness.ts';
@@ -480,51 +480,50 @@ describe('overlapping scheduled runs', () => {
       await p.close();
     }
   });
-  it('let at most the configured number of expiry runs go at once; a further one is skipped', async () => {
+  it('clears a backlog with the configured number of expiry transactions at once, and skips a second run meanwhile', async () => {
     const p = await startPipeline();
+    const other = await seedOrg(p.db);
     // The services' role may not touch the chain heads; the superuser holds one.
     const superuser = createDatabase({ url: p.tdb.superuserUrl, poolSize: 1, applicationName: 'head-holder' });
     const holder = await superuser.pool.connect();
     let reaper: TestReaper | undefined;
     try {
-      const profileId = await p.gatedProfile({});
-      for (let i = 0; i < 4; i++) await p.submit(p.org.requester, profileId, `cap${i}.example.test`);
+      await p.submit(p.org.requester, p.org.gated.id, 'first.example.test');
+      for (let i = 0; i < 4; i++) await p.submit(other.requester, other.gated.id, `backlog${i}.example.test`);
       await p.drain();
-      await p.tdb.superuser(`UPDATE approval_requests SET expires_at = now() - interval '1 second'`);
-      // Holding the org's chain head holds every expiry batch at its COMMIT (the audit seal takes the head),
-      // so each run stays in flight with the one row it claimed.
+      // This org's request fell due first, the other org's four after it.
+      await p.tdb.superuser(
+        `UPDATE approval_requests
+            SET expires_at = now() - CASE WHEN org_id = $1 THEN interval '1 hour' ELSE interval '1 minute' END`,
+        [p.org.orgId],
+      );
+      // Holding the other org's chain head holds each of its expiry batches at COMMIT (the audit seal takes
+      // the head), so every transaction the run starts for its backlog stays in flight.
       await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM audit_heads WHERE org_id = $1 FOR UPDATE', [p.org.orgId]);
+      await holder.query('SELECT 1 FROM audit_heads WHERE org_id = $1 FOR UPDATE', [other.orgId]);
       const waiting = () =>
         count(
           p,
           `SELECT count(*) n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
         );
-      // The run BullMQ starts when the schedule is declared is the first.
-      reaper = await startTestReaper(p, { batchSize: 1, expiryRunsAtOnce: 2, expireEveryMs: 3_600_000 });
-      await eventually('the scheduled run waits at its commit', async () => (await waiting()) === 1, 10_000);
-      const second = await reaper.queues.maintenance.add('expire-approvals', {}, { jobId: 'second-run' });
-      await eventually('the second run waits at its commit', async () => (await waiting()) === 2, 10_000);
-      const third = await reaper.queues.maintenance.add('expire-approvals', {}, { jobId: 'third-run' });
-      const maintenance = reaper.queues.maintenance;
-      await eventually(
-        'the third run is done',
-        async () => (await maintenance.getJobState(third.id ?? '')) === 'completed',
-        10_000,
-      );
-      expect((await maintenance.getJob(third.id ?? ''))?.returnvalue).toEqual(SKIPPED);
+      // The run BullMQ starts when the schedule is declared: its first batch (one row, this org's) comes back
+      // full, so from then on two transactions go at once, each with one of the other org's requests.
+      reaper = await startTestReaper(p, { batchSize: 1, expiryConcurrency: 2, expireEveryMs: 3_600_000 });
+      await eventually('two expiry transactions wait at their commit', async () => (await waiting()) === 2, 10_000);
+      await sleep(300);
       expect(await waiting()).toBe(2);
-      await holder.query('ROLLBACK');
-      // Released, the two runs go on and expire all four between them.
+      const maintenance = reaper.queues.maintenance;
+      const again = await maintenance.add('expire-approvals', {}, { jobId: 'overlapping-expiry' });
       await eventually(
-        'the second run is done',
-        async () => (await maintenance.getJobState(second.id ?? '')) === 'completed',
+        'the overlapping run is done',
+        async () => (await maintenance.getJobState(again.id ?? '')) === 'completed',
         10_000,
       );
-      expect((await maintenance.getJob(second.id ?? ''))?.returnvalue).toMatchObject({ expired: expect.any(Number) });
+      expect((await maintenance.getJob(again.id ?? ''))?.returnvalue).toEqual(SKIPPED);
+      await holder.query('ROLLBACK');
       await eventually(
-        'all four expired',
-        async () => (await count(p, `SELECT count(*) n FROM approval_requests WHERE state = 'expired'`)) === 4,
+        'all five expired',
+        async () => (await count(p, `SELECT count(*) n FROM approval_requests WHERE state = 'expired'`)) === 5,
         10_000,
       );
     } finally {

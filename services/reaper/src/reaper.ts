@@ -33,8 +33,8 @@ export interface ReaperSettings extends ScheduleSettings {
   readonly idempotencyTtlMs: number;
   /** Batches one task run may take before leaving the rest to the next run. */
   readonly maxBatchesPerRun?: number;
-  /** Expiry runs this reaper lets go at once (their batches split the due rows); default 2. */
-  readonly expiryRunsAtOnce?: number;
+  /** Expiry transactions one run keeps going at once while clearing a backlog; default 2. */
+  readonly expiryConcurrency?: number;
 }
 
 export interface ReaperDeps {
@@ -82,6 +82,12 @@ function chainStatus(deps: ReaperDeps) {
   };
 }
 
+/**
+ * Two expiry transactions at once: with up to seven (runs stacked by the schedule) the api's latency
+ * during a reap tripled; with one, a reap took longer (docs/performance.md).
+ */
+export const DEFAULT_EXPIRY_CONCURRENCY = 2;
+
 export function buildTasks(
   deps: ReaperDeps,
   queues: ReturnType<typeof openQueues>,
@@ -98,6 +104,7 @@ export function buildTasks(
       log,
       batchSize,
       maxBatches,
+      concurrency: settings.expiryConcurrency ?? DEFAULT_EXPIRY_CONCURRENCY,
       onExpired: ({ profileId, waitedSeconds }) => {
         decisions.inc({ outcome: 'expired', profile_id: profileId });
         pendingAge.observe({ profile_id: profileId }, waitedSeconds);
@@ -151,8 +158,6 @@ export interface Reaper {
   close(): Promise<void>;
 }
 
-export const DEFAULT_EXPIRY_RUNS_AT_ONCE = 2;
-
 export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
   const { log, settings } = deps;
   const queues = openQueues(deps.queues);
@@ -167,12 +172,10 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
     log.info({ task, ms: Date.now() - started, result }, 'maintenance task done');
     return result;
   };
-  // BullMQ starts a scheduled run while the last one still goes. Runs of expiry split the due rows between
-  // them (SKIP LOCKED), so up to `expiryRuns` go at once: each more clears a backlog sooner and takes more
-  // of PostgreSQL's CPU from the api (docs/performance.md). Two runs of any other task read the same rows
-  // and repeat each other's work, so a scheduled run of those is skipped while one is going here.
-  const expiryRuns = settings.expiryRunsAtOnce ?? DEFAULT_EXPIRY_RUNS_AT_ONCE;
-  const scheduled = skipWhileRunning(run, (task) => (task === 'expire-approvals' ? expiryRuns : 1));
+  // BullMQ starts a scheduled run while the last one still goes. A second run of a task would read the
+  // same rows and repeat the first's work (expiry's own concurrency is inside its run), so a scheduled run
+  // is skipped while one of its task is going here.
+  const scheduled = skipWhileRunning(run);
 
   const refreshQueueGauges = refreshGaugesTask({
     db: deps.db,
@@ -203,9 +206,9 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
       }
       return outcome;
     },
-    // A slot per task and one per further expiry run, so a long audit verification never delays an
-    // expiry run and expiry runs never take every slot. A skipped run holds its slot only for a moment.
-    { concurrency: MAINTENANCE_TASKS.length - 1 + expiryRuns },
+    // A slot per task, so a long audit verification never delays an expiry run. A skipped run holds
+    // its slot only for a moment.
+    { concurrency: MAINTENANCE_TASKS.length },
   );
   worker.on('failed', (job, err) => log.error({ task: job?.name, err: err.message }, 'maintenance task failed'));
   worker.on('error', (err) => log.warn({ err: err.message }, 'maintenance worker error'));

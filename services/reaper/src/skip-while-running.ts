@@ -2,35 +2,30 @@
 export const SKIPPED = { skipped: 'previous run still going' } as const;
 
 /**
- * Wraps `run` so that a key runs at most `runsAtOnce(key)` times at once in
- * this process: a call while that many for the key are in flight returns
- * SKIPPED at once instead of adding another. `runningForMs` says how long the
- * oldest run in flight has been going (a run that never ends would otherwise
- * silently turn its task off).
+ * Wraps `run` so that a key runs at most once at a time in this process: a
+ * call while one for that key is in flight returns SKIPPED at once instead of
+ * doing the same work again. `runningForMs` says how long the run in flight
+ * has been going (a run that never ends would otherwise silently turn its
+ * task off).
  */
 export function skipWhileRunning<K, R>(
   run: (key: K) => Promise<R>,
-  runsAtOnce: (key: K) => number,
   now: () => number = Date.now,
 ): { run: (key: K) => Promise<R | typeof SKIPPED>; runningForMs: (key: K) => number | null } {
-  const startedAt = new Map<K, number[]>();
+  const startedAt = new Map<K, number>();
   return {
     run: async (key) => {
-      const running = startedAt.get(key) ?? [];
-      if (running.length >= runsAtOnce(key)) return SKIPPED;
-      const at = now();
-      running.push(at);
-      startedAt.set(key, running);
+      if (startedAt.has(key)) return SKIPPED;
+      startedAt.set(key, now());
       try {
         return await run(key);
       } finally {
-        running.splice(running.indexOf(at), 1);
-        if (running.length === 0) startedAt.delete(key);
+        startedAt.delete(key);
       }
     },
     runningForMs: (key) => {
-      const oldest = startedAt.get(key)?.[0];
-      return oldest === undefined ? null : now() - oldest;
+      const at = startedAt.get(key);
+      return at === undefined ? null : now() - at;
     },
   };
 }

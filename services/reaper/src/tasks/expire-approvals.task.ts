@@ -10,13 +10,17 @@ import { expireDue } from '@countersign/workflow';
  * one audit record per request, and one outbox event per org and batch that
  * the relay turns into each requester's mail, so
  * a late run, a repeated run or two reapers at once expire each request once.
- * Metrics count only what this run expired.
+ * When the first batch comes back full there is a backlog, and `concurrency`
+ * transactions share the run's budget from then on (their claims never
+ * overlap). Metrics count only what this run expired.
  */
 export interface ExpireDeps {
   readonly db: Db;
   readonly log: Logger;
   readonly batchSize: number;
   readonly maxBatches: number;
+  /** Expiry transactions at once while a backlog lasts. */
+  readonly concurrency: number;
   readonly onExpired: (e: { profileId: string; waitedSeconds: number }) => void;
   readonly now?: () => Date;
 }
@@ -25,9 +29,10 @@ export function expireApprovalsTask(deps: ExpireDeps) {
   return async (): Promise<{ expired: number; batches: number }> => {
     let expired = 0;
     let batches = 0;
-    while (batches < deps.maxBatches) {
-      const rows = await expireDue(deps.db, deps.now?.() ?? new Date(), deps.batchSize);
+    /** One batch; says whether it came back full (more may be due). */
+    const batch = async (): Promise<boolean> => {
       batches++;
+      const rows = await expireDue(deps.db, deps.now?.() ?? new Date(), deps.batchSize);
       for (const a of rows) {
         deps.onExpired({ profileId: a.profile_id, waitedSeconds: a.waited_seconds });
         // Each expiry is in the audit ledger; the log gets one line per batch (a backlog can be large).
@@ -35,8 +40,12 @@ export function expireApprovalsTask(deps: ExpireDeps) {
       }
       if (rows.length > 0) deps.log.info({ expired: rows.length }, 'approval requests expired');
       expired += rows.length;
-      if (rows.length < deps.batchSize) break;
-    }
+      return rows.length === deps.batchSize;
+    };
+    const drain = async () => {
+      while (batches < deps.maxBatches && (await batch())) {}
+    };
+    if (await batch()) await Promise.all(Array.from({ length: deps.concurrency }, drain));
     return { expired, batches };
   };
 }
