@@ -40,6 +40,11 @@ describe('loadConfig', () => {
     [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: '0' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
     [{ ...base, COUNTERSIGN_DATABASE_IDLE_TIMEOUT: 'soon' }, 'COUNTERSIGN_DATABASE_IDLE_TIMEOUT', /duration/],
     [{ ...base, COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY: '0' }, 'COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY', /between/],
+    [
+      { ...base, COUNTERSIGN_DATABASE_POOL_SIZE: '4', COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY: '4' },
+      'COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY',
+      /below COUNTERSIGN_DATABASE_POOL_SIZE \(4\)/,
+    ],
   ])('names the bad variable %#', (env, variable, message) => {
     try {
       loadConfig('api', env as Record<string, string>);

@@ -192,11 +192,29 @@ function tlsConfig(env: Env): TlsConfig | null {
   };
 }
 
+/**
+ * Each expiry transaction holds one of the reaper's pooled connections, and its
+ * other tasks and gauges need one too: at most the pool size less one (so a
+ * pool of one runs one).
+ */
+function expiryConcurrency(env: Env, poolSize: number): number {
+  const most = Math.max(1, poolSize - 1);
+  const n = int(env, 'REAPER_EXPIRY_CONCURRENCY', Math.min(2, most), 1, 32);
+  if (n > most) {
+    throw new ConfigError(
+      `${P}REAPER_EXPIRY_CONCURRENCY`,
+      `must be below ${P}DATABASE_POOL_SIZE (${poolSize}): each expiry transaction holds a connection, and the reaper's other tasks need one (got "${n}")`,
+    );
+  }
+  return n;
+}
+
 export function loadConfig(service: ServiceName, env: Env = process.env): Config {
+  const databasePoolSize = int(env, 'DATABASE_POOL_SIZE', 10, 1, 200);
   return {
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     migrationDatabaseUrl: optional(env, 'MIGRATION_DATABASE_URL'),
-    databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 200),
+    databasePoolSize,
     databaseIdleTimeoutMs: duration(env, 'DATABASE_IDLE_TIMEOUT', '10m'),
     databaseStatementCache: int(env, 'DATABASE_STATEMENT_CACHE', 200, 0, 5000),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
@@ -233,7 +251,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', '24h'),
     gaugeRefreshMs: duration(env, 'REAPER_GAUGE_INTERVAL', '15s'),
     reaperBatchSize: int(env, 'REAPER_BATCH_SIZE', 100, 1, 10_000),
-    reaperExpiryConcurrency: int(env, 'REAPER_EXPIRY_CONCURRENCY', 2, 1, 32),
+    reaperExpiryConcurrency: expiryConcurrency(env, databasePoolSize),
     smtpTimeoutMs: duration(env, 'SMTP_TIMEOUT', '30s'),
     httpBodyLimitBytes: int(env, 'HTTP_BODY_LIMIT', 256 * 1024, 1024, 64 * 1024 * 1024),
     rateLimitSubmitPerMinute: int(env, 'RATE_LIMIT_SUBMIT', 600, 0, 1_000_000),

@@ -436,7 +436,7 @@ describe('audit checkpoints', () => {
 });
 
 describe('overlapping scheduled runs', () => {
-  it('skip a run of a guarded task while its last one is still going in this reaper, and run it again after', async () => {
+  it('skip a run of a task while its last one is still going in this reaper, and run it again after', async () => {
     const p = await startPipeline();
     let calls = 0;
     let open = () => {};
@@ -525,6 +525,18 @@ describe('overlapping scheduled runs', () => {
         'all five expired',
         async () => (await count(p, `SELECT count(*) n FROM approval_requests WHERE state = 'expired'`)) === 5,
         10_000,
+      );
+      // All by the one scheduled run.
+      const runs = await eventually(
+        'the scheduled run is done',
+        async () => {
+          const done = (await maintenance.getJobs(['completed'])).filter((j) => j.name === 'expire-approvals');
+          return done.length === 2 && done;
+        },
+        10_000,
+      );
+      expect(runs.map((j) => j.returnvalue)).toEqual(
+        expect.arrayContaining([SKIPPED, expect.objectContaining({ expired: 5 })]),
       );
     } finally {
       holder.release();
