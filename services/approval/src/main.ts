@@ -3,7 +3,7 @@ import { metricFactories } from '@countersign/observability';
 import { openQueue } from '@countersign/queues';
 import { closeSharedClients, startService } from '@countersign/runtime';
 import { bypass } from '@countersign/workflow';
-import pg from 'pg';
+import { startOutboxListener } from './outbox-listener.ts';
 import { createRelay } from './outbox-relay.ts';
 
 /**
@@ -44,33 +44,12 @@ const relay = createRelay({
   onDeadLetters: (count) => outboxDeadLetters.inc(count),
 });
 
-// LISTEN needs a direct session (it does not survive transaction pooling), so it gets its own client.
-let listener: pg.Client | null = null;
-let stopping = false;
-async function listen(): Promise<void> {
-  const client = new pg.Client({
-    connectionString: config.databaseUrl,
-    application_name: 'countersign-approval-listen',
-  });
-  // The payload names the newest row the committing statement wrote (migration 0013).
-  client.on('notification', (msg) => void relay.wake(msg.payload ?? ''));
-  client.on('error', (err) => {
-    log.warn({ err: err.message }, 'outbox listener lost its connection; reconnecting');
-    listener = null;
-    if (!stopping) setTimeout(() => void listen().catch(() => {}), 1_000);
-  });
-  try {
-    await client.connect();
-    await client.query('LISTEN countersign_outbox');
-    listener = client;
-    void relay.drain();
-  } catch (err) {
-    log.warn({ err: err instanceof Error ? err.message : String(err) }, 'outbox listener could not connect; retrying');
-    await client.end().catch(() => {});
-    if (!stopping) setTimeout(() => void listen().catch(() => {}), 1_000);
-  }
-}
-await listen();
+const listener = await startOutboxListener({
+  url: config.databaseUrl,
+  log,
+  onNotify: (payload) => void relay.wake(payload),
+  onListening: () => void relay.drain(),
+});
 const poll = setInterval(() => void relay.drain(), config.outboxPollMs);
 const lag = setInterval(() => {
   void outboxLagSeconds(db)
@@ -78,16 +57,15 @@ const lag = setInterval(() => {
     .catch(() => {});
 }, 5_000);
 
-rt.addReadiness('outbox_listener', async () => ({ ok: listener !== null }));
+rt.addReadiness('outbox_listener', async () => ({ ok: listener.listening() }));
 await rt.startOps();
 log.info({ bypass: config.approvalBypass }, 'approval relay running');
 
 rt.shutdown.add('relay', async () => {
-  stopping = true;
   clearInterval(poll);
   clearInterval(lag);
   await relay.drain();
-  await listener?.end();
+  await listener.close();
 });
 rt.shutdown.add('queues', () => Promise.all([issuance.close(), notifications.close()]));
 closeSharedClients(rt);
