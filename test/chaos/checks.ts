@@ -22,6 +22,8 @@ export interface CheckInput {
   readonly lastFaultEnd: number;
   readonly messages: readonly SinkMessage[];
   readonly principalNames: ReadonlyMap<string, string>;
+  /** Service processes of each kind (approval: 2 in the full profile), for the session bound. */
+  readonly processesOf: ReadonlyMap<string, number>;
 }
 
 export interface CheckResult {
@@ -221,6 +223,17 @@ export async function runChecks(input: CheckInput): Promise<CheckResult> {
   // 5. Mail: exactly once per (event, recipient) for every event the database says happened.
   const mail = await checkMail(input, q, jobs, versions);
   violations.push(...mail.violations);
+
+  // 7. Database sessions stay bounded: a process holds its pool and, for the relay, one LISTEN session,
+  // however often its sessions were terminated or PostgreSQL restarted (a relay once doubled its LISTEN
+  // sessions on every loss until PostgreSQL refused all clients).
+  const listening = await q<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'countersign-approval-listen'`,
+  );
+  const relays = input.processesOf.get('approval') ?? 0;
+  if ((listening[0]?.n ?? 0) > relays) {
+    violations.push(`${listening[0]?.n} LISTEN sessions for ${relays} approval relay processes`);
+  }
 
   // 6. Audit chain verifies; one decision record per decided request, matching its state.
   const chains = await verifyAllChains({ pool: su });

@@ -306,6 +306,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       lastFaultEnd: faults.lastFaultEnd,
       messages: stack.sink?.messages() ?? [],
       principalNames: names,
+      processesOf: stack.services.reduce(
+        (m, svc) => m.set(svc.name, (m.get(svc.name) ?? 0) + 1),
+        new Map<string, number>(),
+      ),
     });
     report.durationsMs.checks = Date.now() - tChecks;
     report.violations.push(...result.violations);
