@@ -33,8 +33,8 @@ export interface ReaperSettings extends ScheduleSettings {
   readonly idempotencyTtlMs: number;
   /** Batches one task run may take before leaving the rest to the next run. */
   readonly maxBatchesPerRun?: number;
-  /** Expiry transactions one run keeps going at once while clearing a backlog; default 2. */
-  readonly expiryConcurrency?: number;
+  /** Expiry transactions one run keeps going at once while clearing a backlog (COUNTERSIGN_REAPER_EXPIRY_CONCURRENCY). */
+  readonly expiryConcurrency: number;
 }
 
 export interface ReaperDeps {
@@ -82,13 +82,6 @@ function chainStatus(deps: ReaperDeps) {
   };
 }
 
-/**
- * Two expiry transactions at once while a backlog lasts. Up to seven (runs stacked by the schedule) put the
- * api's p99 during a reap at 78-124 ms against 44-48 ms with two; with the mail of the expiries sent meanwhile
- * one was about as fast as two, without it two cleared the backlog in a quarter less time (docs/performance.md).
- */
-export const DEFAULT_EXPIRY_CONCURRENCY = 2;
-
 export function buildTasks(
   deps: ReaperDeps,
   queues: ReturnType<typeof openQueues>,
@@ -105,7 +98,7 @@ export function buildTasks(
       log,
       batchSize,
       maxBatches,
-      concurrency: settings.expiryConcurrency ?? DEFAULT_EXPIRY_CONCURRENCY,
+      concurrency: settings.expiryConcurrency,
       onExpired: ({ profileId, waitedSeconds }) => {
         decisions.inc({ outcome: 'expired', profile_id: profileId });
         pendingAge.observe({ profile_id: profileId }, waitedSeconds);

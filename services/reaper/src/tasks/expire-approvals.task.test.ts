@@ -57,15 +57,20 @@ const task = (b: ReturnType<typeof backlog>, o: { batchSize: number; maxBatches:
   return { run, counted: () => counted };
 };
 const tick = () => new Promise((r) => setImmediate(r));
+/** A whole run over a backlog of `due`, every transaction let finish. */
+async function runToEnd(due: number, o: { batchSize: number; maxBatches: number; concurrency: number }) {
+  const b = backlog(due);
+  const t = task(b, o);
+  const running = t.run();
+  await b.finishAll();
+  return { result: await running, most: b.most() };
+}
 
 describe('expireApprovalsTask', () => {
   it('runs one batch when it comes back short, and the configured number at once while a backlog lasts', async () => {
-    const small = backlog(3);
-    const one = task(small, { batchSize: 10, maxBatches: 50, concurrency: 4 });
-    const done = one.run();
-    await small.finishAll();
-    expect(await done).toEqual({ expired: 3, batches: 1 });
-    expect(small.most()).toBe(1);
+    const small = await runToEnd(3, { batchSize: 10, maxBatches: 50, concurrency: 4 });
+    expect(small.result).toEqual({ expired: 3, batches: 1 });
+    expect(small.most).toBe(1);
 
     const big = backlog(25);
     const many = task(big, { batchSize: 2, maxBatches: 50, concurrency: 3 });
@@ -86,12 +91,11 @@ describe('expireApprovalsTask', () => {
   });
 
   it('stops at the run budget with the rest still due', async () => {
-    const b = backlog(100);
-    const t = task(b, { batchSize: 5, maxBatches: 4, concurrency: 2 });
-    const running = t.run();
-    await b.finishAll();
-    expect(await running).toEqual({ expired: 20, batches: 4 });
-    expect(await task(backlog(100), { batchSize: 5, maxBatches: 0, concurrency: 2 }).run()).toEqual({
+    expect((await runToEnd(100, { batchSize: 5, maxBatches: 4, concurrency: 2 })).result).toEqual({
+      expired: 20,
+      batches: 4,
+    });
+    expect((await runToEnd(100, { batchSize: 5, maxBatches: 0, concurrency: 2 })).result).toEqual({
       expired: 0,
       batches: 0,
     });

@@ -23,6 +23,7 @@ export const FAST: ReaperSettings = {
   gaugeRefreshMs: 200,
   reconcileGraceMs: 1_000,
   batchSize: 100,
+  expiryConcurrency: 2,
   idempotencyTtlMs: 24 * 3_600_000,
 };
 
