@@ -11,6 +11,23 @@ export {
   localConnector,
   MAX_COMMON_NAME_LENGTH,
 } from './local-ca.ts';
-export type { LoadOrCreateLocalCaOptions } from './local-ca-store.ts';
-export { CA_FILES, loadOrCreateLocalCa } from './local-ca-store.ts';
+export type {
+  DevCaDirs,
+  InitOfflineCaOptions,
+  IssuingCaSource,
+  LoadOrCreateLocalCaOptions,
+  OfflineCaResult,
+  RotateIntermediateOptions,
+} from './local-ca-store.ts';
+export {
+  CA_FILES,
+  CA_VARIABLES,
+  ensureDevCa,
+  ISSUER_CA_FILES,
+  IssuingCaError,
+  initOfflineCa,
+  loadIssuingCa,
+  loadOrCreateLocalCa,
+  rotateIntermediate,
+} from './local-ca-store.ts';
 export type { IssuedCertificate, IssueRequest, IssuerConnector } from './types.ts';

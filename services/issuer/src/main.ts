@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { loadLocalCaFromFiles, loadOrCreateLocalCa, localConnector } from '@countersign/ca';
+import { X509Certificate } from 'node:crypto';
+import { IssuingCaError, loadIssuingCa, localConnector } from '@countersign/ca';
 import { metricFactories } from '@countersign/observability';
 import { createWorker } from '@countersign/queues';
 import { closeSharedClients, startService } from '@countersign/runtime';
@@ -10,19 +10,19 @@ const rt = await startService('issuer');
 const { config, log, registry } = rt;
 const db = rt.database.db;
 
-async function loadCa() {
-  if (config.caCertFile && config.caKeyFile) {
-    const chain = config.caChainFile ? await readFile(config.caChainFile, 'utf8') : '';
-    return loadLocalCaFromFiles({
-      certPem: await readFile(config.caCertFile, 'utf8'),
-      keyPem: await readFile(config.caKeyFile, 'utf8'),
-      chainPems: chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [],
-    });
-  }
-  return loadOrCreateLocalCa({ dir: config.caDir });
-}
-
-const ca = await loadCa();
+// Only the intermediate, made offline (countersign ca init): the issuer never creates a CA, and
+// refuses to start beside a root key, like any other bad configuration (one line, exit 78).
+const ca = await loadIssuingCa({
+  dir: config.caDir,
+  certFile: config.caCertFile,
+  keyFile: config.caKeyFile,
+  chainFile: config.caChainFile,
+}).catch((err: unknown) => {
+  if (!(err instanceof IssuingCaError)) throw err;
+  log.fatal({ variable: err.variable, err: err.message }, 'refusing to start: issuing CA');
+  process.stderr.write(`countersign-issuer: invalid configuration: ${err.message}\n`);
+  process.exit(78);
+});
 const connectors = new Map([['local', localConnector(ca)]]);
 const issued = metricFactories.issued(registry);
 const issuanceSeconds = metricFactories.issuanceSeconds(registry);
@@ -55,7 +55,10 @@ worker.on('error', (err) => log.warn({ err: err.message }, 'issuer worker error'
 rt.addReadiness('queue', async () => ({ ok: worker.isRunning() && (await rt.workerRedis.ping()) === 'PONG' }));
 
 await rt.startOps();
-log.info({ concurrency: config.issuerConcurrency, root: ca.rootPem.length > 0 }, 'issuer consuming the issuance queue');
+log.info(
+  { concurrency: config.issuerConcurrency, issuing_ca: new X509Certificate(ca.chainPems[0] ?? '').subject },
+  'issuer consuming the issuance queue',
+);
 rt.shutdown.add('worker', () => worker.close());
 closeSharedClients(rt);
 rt.shutdown.installSignalHandlers();
