@@ -39,6 +39,11 @@ export interface VerifyOptions {
   readonly keyring?: Keyring;
   /** Checkpoints the caller brings (already verified, e.g. from an auditor's file); used instead of stored ones. */
   readonly checkpoints?: readonly TrustedCheckpoint[];
+  /**
+   * Key ids replaced on purpose (COUNTERSIGN_AUDIT_SIGNING_KEY_ROTATE_FROM): the newest stored checkpoint
+   * may be theirs while the new key takes over. Any other newest checkpoint must be the keyring's.
+   */
+  readonly retiredKeyIds?: readonly string[];
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -59,7 +64,8 @@ export async function verifyAuditChain(
     );
     const headRow = heads.rows[0];
     const head = headRow ? { seq: Number(headRow.seq), hash: headRow.hash } : { seq: 0, hash: Buffer.alloc(32) };
-    const checkpoints = opts.checkpoints ?? (await trustedStoredCheckpoints(client, orgId, opts.keyring));
+    const checkpoints =
+      opts.checkpoints ?? (await trustedStoredCheckpoints(client, orgId, opts.keyring, opts.retiredKeyIds ?? []));
     if ('failure' in checkpoints) {
       await client.query('COMMIT');
       healthy = true;
@@ -98,6 +104,7 @@ async function trustedStoredCheckpoints(
   client: pg.PoolClient,
   orgId: string,
   keyring: Keyring | undefined,
+  retiredKeyIds: readonly string[],
 ): Promise<TrustedCheckpoint[] | { failure: string }> {
   if (keyring === undefined) return [];
   const { rows } = await client.query<CheckpointRow>(
@@ -106,11 +113,21 @@ async function trustedStoredCheckpoints(
     [orgId],
   );
   const trusted: TrustedCheckpoint[] = [];
+  const newest = rows[rows.length - 1];
   for (const row of rows) {
     const cp = checkpointFromRow(row);
     const check = verifyCheckpoint(cp, keyring);
-    // A checkpoint of a key we do not hold proves nothing either way.
-    if (check === 'unknown_key') continue;
+    if (check === 'unknown_key') {
+      // The newest checkpoint is signed by a key we do not hold: the chain is vouched for by another
+      // key than ours (a lost key file replaced, or a different key mounted). Never pass that silently.
+      if (row === newest && !retiredKeyIds.includes(cp.key_id)) {
+        return {
+          failure: `the newest checkpoint ${cp.id} (seq ${cp.seq}) is signed by key ${cp.key_id}, not by the configured audit signing key (COUNTERSIGN_AUDIT_SIGNING_KEY_FILE)`,
+        };
+      }
+      // An older checkpoint of a key we do not hold (one rotated out) proves nothing either way.
+      continue;
+    }
     if (check !== 'valid') {
       return { failure: `checkpoint ${cp.id} (seq ${cp.seq}) has an invalid signature: the checkpoint was forged` };
     }

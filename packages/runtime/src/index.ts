@@ -15,6 +15,8 @@ import { assertNoEviction, createRedis, type QueueContext } from '@countersign/q
 import type { Redis } from 'ioredis';
 import { sql } from 'kysely';
 
+export { openSigningKeyOrExit } from './audit-signing-key.ts';
+
 /**
  * The start-up every service shares: validated configuration, logger, metrics
  * registry, database pool, Redis (refused unless `noeviction`), the ops port

@@ -79,7 +79,8 @@ describe('POST /api/v1/certificates', () => {
     });
     expect(r.status).toBe(400);
     expect(r.headers['content-type']).toMatch(/application\/problem\+json/);
-    expect(r.body.code).toBe('validation_failed');
+    // invalid_csr since issue 20 (validation_failed before): a CSR that does not parse has its own code.
+    expect(r.body.code).toBe('invalid_csr');
     expect(r.body.detail).toMatch(message);
     expect(await counts()).toEqual(before);
   });
@@ -94,6 +95,7 @@ describe('POST /api/v1/certificates', () => {
       justification: 'x',
     });
     expect(r.status).toBe(400);
+    expect(r.body.code).toBe('invalid_csr');
     expect(r.body.detail).toMatch(/signature/i);
     expect(await counts()).toEqual(before);
   });

@@ -1,5 +1,5 @@
-import { createCheckpointsForAllOrgs, keyringOf, loadOrCreateSigningKey, verifyAllChains } from '@countersign/db';
-import { closeSharedClients, startService } from '@countersign/runtime';
+import { createCheckpointsForAllOrgs, keyringOf, verifyAllChains } from '@countersign/db';
+import { closeSharedClients, openSigningKeyOrExit, startService } from '@countersign/runtime';
 import { startReaper } from './reaper.ts';
 
 /**
@@ -11,9 +11,8 @@ const rt = await startService('reaper');
 const { config, log } = rt;
 
 // The same key file as the api's: checkpoints signed here verify there (one mounted secret in production).
-const { key: signingKey } = await loadOrCreateSigningKey(config.auditSigningKeyFile, {
-  create: config.auditSigningKeyCreate,
-});
+// It must be the key that signed the newest checkpoints, or a rotation the operator asked for.
+const signingKey = await openSigningKeyOrExit(rt);
 const keyring = keyringOf(signingKey.publicKey);
 
 const reaper = await startReaper({

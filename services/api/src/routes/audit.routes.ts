@@ -7,18 +7,22 @@ import {
   createCheckpoint,
   type Db,
   decodeSeqCursor,
+  decodeTimeCursor,
   encodeSeqCursor,
+  encodeTimeCursor,
   exportLedger,
   findCheckpoint,
   keyringOf,
   latestCheckpoint,
   listAuditRecords,
   listCheckpoints,
+  listsByTime,
   verifyAuditChain,
 } from '@countersign/db';
 import { DomainError, notFound, requireRole } from '@countersign/domain';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import { AUDIT_VERIFY_CACHE_MS, verifyThrottle } from '../audit-verify-throttle.ts';
 import { who } from '../auth.ts';
 import { errorResponses, IdParams, Nullable, PageQuery, pageOfSchema, Strict, Uuid } from '../schemas.ts';
 
@@ -35,6 +39,8 @@ export interface AuditDeps {
   readonly database: AuditDatabase;
   /** Signs checkpoints; its public half verifies them. */
   readonly signingKey: AuditSigningKey;
+  /** The clock of the on-demand verification's cache (Date.now unless a test moves time). */
+  readonly now?: () => number;
 }
 
 const READERS = ['admin', 'auditor'] as const;
@@ -75,6 +81,13 @@ const VerifySchema = Type.Object({
   first_bad_seq: Nullable(Seq),
   reason: Nullable(Type.String()),
   checkpoint: Nullable(Type.Object({ id: Uuid, seq: Seq })),
+  verified_at: Type.String({
+    format: 'date-time',
+    description: 'when the verification started: the answer describes the chain as it was then',
+  }),
+  cached: Type.Boolean({
+    description: `true when this call did not run the verification: a running one was shared, or one that started at most ${AUDIT_VERIFY_CACHE_MS / 1000} s ago was served again`,
+  }),
 });
 
 const ListQuery = Type.Object(
@@ -83,8 +96,13 @@ const ListQuery = Type.Object(
     action: Type.Optional(Type.Union(AUDIT_ACTIONS.map((a) => Type.Literal(a)))),
     actor: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     resource_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    from: Type.Optional(Type.String({ format: 'date-time' })),
-    to: Type.Optional(Type.String({ format: 'date-time' })),
+    from: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'records at or after this time; with from or to, records come in time order (at, then seq)',
+      }),
+    ),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'records before this time' })),
   },
   Strict,
 );
@@ -99,6 +117,11 @@ const Empty = Type.Object({}, Strict);
 export function auditRoutes(app: FastifyInstance, db: Db, audit: AuditDeps): void {
   const { database, signingKey } = audit;
   const keyring = keyringOf(signingKey.publicKey);
+  // A verification walks the whole chain: one per org at a time, its answer reused for a while.
+  const verifyOnDemand = verifyThrottle(
+    (orgId, mode) => verifyAuditChain(database, orgId, { mode, keyring }),
+    audit.now ? { now: audit.now } : {},
+  );
 
   app.get(
     '/api/v1/audit',
@@ -120,6 +143,8 @@ export function auditRoutes(app: FastifyInstance, db: Db, audit: AuditDeps): voi
       if (from && to && from.getTime() > to.getTime()) {
         throw new DomainError('validation_failed', 'from must not be after to');
       }
+      // A time range lists in time order and pages with its own cursor (audit-query.ts).
+      const byTime = listsByTime({ from, to });
       const rows = await listAuditRecords(db, {
         orgId: p.orgId,
         limit,
@@ -128,13 +153,18 @@ export function auditRoutes(app: FastifyInstance, db: Db, audit: AuditDeps): voi
         ...(q.resource_id ? { resourceId: q.resource_id } : {}),
         ...(from ? { from } : {}),
         ...(to ? { to } : {}),
-        ...(q.cursor ? { afterSeq: decodeSeqCursor(q.cursor) } : {}),
+        ...(q.cursor
+          ? byTime
+            ? { afterTime: decodeTimeCursor(q.cursor) }
+            : { afterSeq: decodeSeqCursor(q.cursor) }
+          : {}),
       });
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
+      const cursorOf = byTime ? encodeTimeCursor : encodeSeqCursor;
       return {
         items: page.map(auditRecordView),
-        next_cursor: rows.length > limit && last ? encodeSeqCursor(String(last.seq)) : null,
+        next_cursor: rows.length > limit && last ? cursorOf(String(last.seq)) : null,
       };
     },
   );
@@ -144,7 +174,7 @@ export function auditRoutes(app: FastifyInstance, db: Db, audit: AuditDeps): voi
     {
       schema: {
         tags: ['audit'],
-        summary: "Verify the org's audit chain now and name the first bad record (admin, auditor)",
+        summary: `Verify the org's audit chain and name the first bad record (admin, auditor); one verification per org at a time, its answer served again for ${AUDIT_VERIFY_CACHE_MS / 1000} s`,
         querystring: VerifyQuery,
         response: { 200: VerifySchema, ...errorResponses },
       },
@@ -153,7 +183,8 @@ export function auditRoutes(app: FastifyInstance, db: Db, audit: AuditDeps): voi
       const p = who(req);
       requireRole(p, READERS, 'verify the audit ledger');
       const q = req.query as Static<typeof VerifyQuery>;
-      return verifyAuditChain(database, p.orgId, { mode: q.mode ?? 'full', keyring });
+      const answer = await verifyOnDemand(p.orgId, q.mode ?? 'full');
+      return { ...answer.report, verified_at: answer.verifiedAt.toISOString(), cached: answer.cached };
     },
   );
 

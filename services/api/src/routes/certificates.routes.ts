@@ -1,5 +1,5 @@
 import { certificates, type Db, decodeCursor, jobs, pageOf } from '@countersign/db';
-import { actorOf, DomainError, notFound, readsOnlyOwn } from '@countersign/domain';
+import { actorOf, DomainError, MAX_CERTIFICATE_NAMES, notFound, readsOnlyOwn } from '@countersign/domain';
 import {
   certificateView,
   jobView,
@@ -33,7 +33,7 @@ const RequestBody = Type.Object(
   {
     profile_id: Uuid,
     common_name: DnsName,
-    sans: Type.Optional(Type.Array(DnsName, { maxItems: 100 })),
+    sans: Type.Optional(Type.Array(DnsName, { maxItems: MAX_CERTIFICATE_NAMES })),
     csr: Pem,
     justification: Type.Optional(Justification),
   },
