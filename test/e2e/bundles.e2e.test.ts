@@ -80,9 +80,10 @@ describe('bundled services', () => {
   });
 
   it('serve the queue dashboard and its static assets from bull-board inside the bundle', async () => {
-    const admin = stack.demo?.principals.admin;
-    if (!admin) throw new Error('no demo admin');
-    const headers = { authorization: `Bearer ${admin.key}` };
+    // The installation's operator token opens the board; no org key does.
+    const token = stack.queueDashboard?.token;
+    if (!token) throw new Error('the local stack mounts no queue dashboard');
+    const headers = { authorization: `Bearer ${token}` };
     const page = await fetch(`${stack.apiUrl}/admin/queues`, { headers });
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('Countersign queues');
