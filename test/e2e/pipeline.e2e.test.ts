@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
-import { createRedis, enqueue, openQueue } from '@countersign/queues';
+import { CountersignClient } from '@countersign/client';
+import { enqueueRenewalRequest, generateIntakeKeyPair } from '@countersign/client/queue';
+import { createRedis, openQueue } from '@countersign/queues';
 import type { Stack } from '@countersign/stack';
 import { QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,10 +73,28 @@ describe('end to end with five service processes', () => {
     expect(job.body.status).toBe('completed');
   });
 
-  it('the same through the renewal-requests intake queue', async () => {
+  it('the same through the renewal-requests intake queue, signed with a service principal’s registered key', async () => {
     const demo = stack.demo;
     if (!demo) throw new Error('no demo org');
-    const { carol, bob } = demo.principals;
+    const { admin, bob } = demo.principals;
+    // An admin creates the fleet manager's service principal and registers the public key it signs with.
+    const svc = await api(admin.key, 'POST', '/api/v1/principals', {
+      name: 'fleet-manager',
+      role: 'requester',
+      kind: 'service',
+    });
+    expect(svc.status).toBe(201);
+    const pair = generateIntakeKeyPair();
+    const registered = await new CountersignClient({ baseUrl: stack.apiUrl, apiKey: admin.key }).registerIntakeKey(
+      svc.body.id,
+      { public_key: pair.publicJwk as Record<string, unknown>, name: 'fleet manager' },
+    );
+    const signer = {
+      keyId: registered.id,
+      principalId: registered.principal_id,
+      orgId: registered.org_id,
+      privateKey: pair.privateKeyPem,
+    };
     const cn = `queue.${demo.domain}`;
     const { csrPem } = await generateKeyAndCsr({ commonName: cn, dnsNames: [cn] });
     const prefix = stack.env.COUNTERSIGN_QUEUE_PREFIX ?? '{countersign}';
@@ -83,30 +103,43 @@ describe('end to end with five service processes', () => {
     const events = new QueueEvents('renewal-requests', { connection: createRedis(stack.redisUrl, 'worker'), prefix });
     try {
       await events.waitUntilReady();
-      const job = await enqueue(queue, 'renewal-requests', {
+      const request = {
         idempotency_key: 'e2e-queue-1',
-        principal_id: carol.id,
         profile_id: demo.profiles.production,
         common_name: cn,
         csr: csrPem,
         justification: 'via the intake queue',
-      });
+      };
+      const { queueJobId } = await enqueueRenewalRequest(queue, request, signer);
+      const job = await queue.getJob(queueJobId);
+      if (!job) throw new Error('the message is not on the queue');
+      expect(Object.keys(job.data)).toEqual(['jws']);
       const result = (await job.waitUntilFinished(events, 15_000)) as {
         job_id: string;
         approval_id: string;
         certificate_id: string;
       };
       expect(result.approval_id).toEqual(expect.any(String));
+      const approval = await api(bob.key, 'GET', `/api/v1/approvals/${result.approval_id}`);
+      expect(approval.body).toMatchObject({ requested_by: svc.body.id, requester_type: 'service', state: 'pending' });
       const approvedAt = Date.now();
       const ok = await api(bob.key, 'POST', `/api/v1/approvals/${result.approval_id}/approve`, {});
       expect(ok.status).toBe(200);
-      const { pem, ms } = await waitForPem(stack.apiUrl, carol.key, result.certificate_id, approvedAt);
+      const { pem, ms } = await waitForPem(stack.apiUrl, admin.key, result.certificate_id, approvedAt);
       expect(ms).toBeLessThan(2_000);
       await verifyWithOpenssl(pem, 'queue');
 
+      // The same signed message copied into another job is refused as a replay, and files nothing.
+      const copy = await queue.add('renewal-requests', job.data, { jobId: 'e2e-queue-copy' });
+      await expect(copy.waitUntilFinished(events, 15_000)).rejects.toThrow(/^intake_replayed: /);
+      // An unsigned message naming a principal, as the queue took them before, fails with a clear reason.
+      const unsigned = await queue.add('renewal-requests', { ...request, principal_id: svc.body.id } as never);
+      await expect(unsigned.waitUntilFinished(events, 15_000)).rejects.toThrow(/^intake_unsigned: /);
       // A bad payload fails with a clear reason and writes nothing.
-      const bad = await queue.add('renewal-requests', { principal_id: carol.id, certificate_id: 'nope' } as never);
+      const bad = await queue.add('renewal-requests', { jws: 'nope', certificate_id: 'nope' } as never);
       await expect(bad.waitUntilFinished(events, 15_000)).rejects.toThrow(/invalid renewal-requests payload/);
+      const jobs = await api(admin.key, 'GET', `/api/v1/jobs?certificate_id=${result.certificate_id}`);
+      expect(jobs.body.items).toHaveLength(1);
     } finally {
       await events.close();
       await queue.close();

@@ -1,12 +1,20 @@
 import { X509Certificate } from 'node:crypto';
-import { createRedis, createWorker, type Worker } from '@countersign/queues';
-import { csrFor, randomQueuePrefix } from '@countersign/testing';
+import { createLogger } from '@countersign/observability';
+import { createRedis, type Worker } from '@countersign/queues';
+import { csrFor, randomQueuePrefix, seedPrincipal } from '@countersign/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { intakeHandler } from '../../../services/api/src/intake.handler.ts';
-import { CountersignClient } from './client.ts';
+import { createIntakeWorker } from '../../../services/api/src/intake.handler.ts';
+import { DEFAULT_ABUSE_LIMITS, memoryRateLimiter } from '../../../services/api/src/rate-limit.ts';
+import { applied, CountersignClient } from './client.ts';
 import { ApiError } from './errors.ts';
-import { enqueueRenewalRequest, openRenewalRequests, renewalRequestJobId } from './queue.ts';
+import {
+  enqueueRenewalRequest,
+  generateIntakeKeyPair,
+  type IntakeSigner,
+  openRenewalRequests,
+  renewalRequestJobId,
+} from './queue.ts';
 import { type LiveApi, startLiveApi } from './testing/live-api.ts';
 
 let live: LiveApi;
@@ -117,8 +125,10 @@ describe('CountersignClient', () => {
 
   it('binds, lists and deletes a client certificate for a service principal (admin)', async () => {
     const admin = live.client(live.org.admin.key);
-    const svc = await admin.createPrincipal({ name: 'deploy-bot', role: 'requester', kind: 'service' });
-    const bound = await admin.bindClientCertificate(svc.id, { san: 'DNS:deploy-bot.example.test', name: 'ci' });
+    const svc = applied(await admin.createPrincipal({ name: 'deploy-bot', role: 'requester', kind: 'service' }));
+    const bound = applied(
+      await admin.bindClientCertificate(svc.id, { san: 'DNS:deploy-bot.example.test', name: 'ci' }),
+    );
     expect(bound).toMatchObject({ principal_id: svc.id, match_kind: 'san' });
     const listed = await admin.listClientCertificates({ principal_id: svc.id });
     expect(listed.items.map((b) => b.id)).toEqual([bound.id]);
@@ -145,37 +155,63 @@ describe('CountersignClient', () => {
 describe('enqueueRenewalRequest', () => {
   let redis: Redis;
   let worker: Worker | undefined;
+  let signer: IntakeSigner;
+  let svcKey: string;
   const prefix = randomQueuePrefix();
-  beforeAll(() => {
+  beforeAll(async () => {
     redis = createRedis(live.tdb.redisUrl, 'producer');
+    // The README's steps: a service principal generates a key pair and registers the public key itself.
+    const svc = await seedPrincipal(live.tdb.handle.db, live.org.admin, 'fleet-manager', 'requester', 'service');
+    svcKey = svc.key;
+    const pair = generateIntakeKeyPair();
+    const registered = await live.client(svc.key).registerOwnIntakeKey({
+      public_key: pair.publicJwk as Record<string, unknown>,
+      name: 'fleet manager',
+    });
+    expect(registered).toMatchObject({ principal_id: svc.id, org_id: live.org.orgId, alg: 'ES256', revoked_at: null });
+    signer = {
+      keyId: registered.id,
+      principalId: registered.principal_id,
+      orgId: registered.org_id,
+      privateKey: pair.privateKeyPem,
+    };
   });
   afterAll(async () => {
     await worker?.close();
     redis?.disconnect();
   });
 
-  it('is handled exactly like the HTTP request, once per idempotency key', async () => {
-    const first = await live.requestGated('queued.example.test');
+  it('is handled exactly like the HTTP request of the signing service principal, once per idempotency key', async () => {
+    const first = await live.requestGated('queued.example.test', [], svcKey);
     await live.client(live.org.operator1.key).approve(first.approval!.id);
     await live.issue(first.job.id);
 
     const payload = {
       idempotency_key: 'upstream-renew-1',
-      principal_id: live.org.requester.id,
       certificate_id: first.certificate.id,
       justification: 'renewal from the fleet manager',
     };
-    const a = await enqueueRenewalRequest({ connection: redis, prefix }, payload);
-    const b = await enqueueRenewalRequest({ connection: redis, prefix }, payload);
-    expect(a.queueJobId).toBe(renewalRequestJobId(payload));
+    const a = await enqueueRenewalRequest({ connection: redis, prefix }, payload, signer);
+    const b = await enqueueRenewalRequest({ connection: redis, prefix }, payload, signer);
+    expect(a.queueJobId).toBe(renewalRequestJobId(signer.principalId, payload.idempotency_key));
     expect(b.queueJobId).toBe(a.queueJobId);
+    // What travels is the signed message only: no principal, no key.
+    const queued = await openRenewalRequests({ connection: redis, prefix }).getJob(a.queueJobId);
+    expect(Object.keys(queued?.data ?? {})).toEqual(['jws']);
+    expect(JSON.stringify(queued?.data)).not.toContain('PRIVATE');
 
     const workerRedis = createRedis(live.tdb.redisUrl, 'worker');
     const results: unknown[] = [];
-    worker = createWorker(
-      'renewal-requests',
+    worker = createIntakeWorker(
       { connection: workerRedis, prefix },
-      intakeHandler(live.tdb.handle.db, { approvalTimeoutMs: 3_600_000, escalationAfterMs: 600_000 }),
+      {
+        db: live.tdb.handle.db,
+        settings: { approvalTimeoutMs: 3_600_000, escalationAfterMs: 600_000 },
+        log: createLogger('intake-client-test', 'silent'),
+        maxAgeMs: 15 * 60_000,
+        limiter: memoryRateLimiter(),
+        limits: DEFAULT_ABUSE_LIMITS,
+      },
     );
     worker.on('completed', (_job, value) => results.push(value));
     const deadline = Date.now() + 20_000;
@@ -183,7 +219,7 @@ describe('enqueueRenewalRequest', () => {
     expect(results).toHaveLength(1);
     const result = results[0] as { job_id: string; approval_id: string };
     const approval = await live.client(live.org.operator1.key).getApproval(result.approval_id);
-    expect(approval).toMatchObject({ state: 'pending', requested_by: live.org.requester.id, job_id: result.job_id });
+    expect(approval).toMatchObject({ state: 'pending', requested_by: signer.principalId, job_id: result.job_id });
     expect(approval.justification).toBe('renewal from the fleet manager');
     const queue = openRenewalRequests({ connection: redis, prefix });
     expect(await queue.getJobCounts('waiting', 'completed')).toEqual({ waiting: 0, completed: 1 });
@@ -195,11 +231,26 @@ describe('enqueueRenewalRequest', () => {
 
   it('refuses a bad payload before it reaches Redis', async () => {
     const bad = { idempotency_key: 'x', principal_id: 'not-a-uuid', certificate_id: 'nope', justification: '' };
-    await expect(enqueueRenewalRequest({ connection: redis, prefix }, bad as never)).rejects.toThrow(
+    await expect(enqueueRenewalRequest({ connection: redis, prefix }, bad as never, signer)).rejects.toThrow(
       /invalid renewal-requests payload/,
     );
     const queue = openRenewalRequests({ connection: redis, prefix });
     expect(await queue.getJobCounts('waiting')).toEqual({ waiting: 0 });
     await queue.close();
+  });
+
+  it('refuses to register a private key or a small RSA key, naming the problem', async () => {
+    const pair = generateIntakeKeyPair();
+    const privateJwk = pair.privateKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    const err = await failure(
+      live.client(live.org.admin.key).registerIntakeKey(signer.principalId, { public_key: privateJwk }),
+    );
+    expect(err.code).toBe('validation_failed');
+    expect(err.detail).toMatch(/private/);
+    const pem = await failure(
+      live.client(live.org.admin.key).registerIntakeKey(signer.principalId, { public_key: pair.privateKeyPem }),
+    );
+    expect(pem.code).toBe('validation_failed');
+    expect(pem.detail).toMatch(/private key/);
   });
 });

@@ -1,20 +1,22 @@
 import { createHash } from 'node:crypto';
-import {
-  enqueue,
-  openQueue,
-  type QueueContext,
-  type RenewalRequestPayload,
-  type TypedQueue,
-  validatePayload,
-} from '@countersign/queues';
+import { enqueue, openQueue, type QueueContext, type RenewalRequest, type TypedQueue } from '@countersign/queues';
+import { type IntakeSigner, signRenewalRequest } from './intake-signing.ts';
 
 /**
  * The `renewal-requests` queue (SPEC §4): how an upstream system asks for a
- * certificate or a renewal without HTTP. The payload is validated against the
- * queue contract before it is sent, so a bad payload fails here, in the
- * producer, with the field named; it carries ids and a CSR, never a key.
+ * certificate or a renewal without HTTP. Each message is signed here with the
+ * producer's intake key (intake-signing.ts), so the api files it as the
+ * service principal the key is registered to; the queue carries only the
+ * signed message, never a key or a secret.
  */
-export type { RenewalRequestPayload, RenewalRequestResult } from '@countersign/queues';
+export type { RenewalRequest, RenewalRequestResult } from '@countersign/queues';
+export {
+  type GeneratedIntakeKey,
+  generateIntakeKeyPair,
+  type IntakeSigner,
+  intakeAlgorithmOf,
+  signRenewalRequest,
+} from './intake-signing.ts';
 
 export const RENEWAL_REQUESTS_QUEUE = 'renewal-requests';
 /** The default Redis key prefix of a Countersign deployment (COUNTERSIGN_QUEUE_PREFIX). */
@@ -32,11 +34,8 @@ export interface RenewalQueueConnection {
  * the first message is still in Redis, enqueuing the same request again is a
  * no-op, and the api's idempotency record covers the rest.
  */
-export function renewalRequestJobId(payload: Pick<RenewalRequestPayload, 'principal_id' | 'idempotency_key'>): string {
-  const digest = createHash('sha256')
-    .update(`${payload.principal_id}\n${payload.idempotency_key}`)
-    .digest('hex')
-    .slice(0, 32);
+export function renewalRequestJobId(principalId: string, idempotencyKey: string): string {
+  const digest = createHash('sha256').update(`${principalId}\n${idempotencyKey}`).digest('hex').slice(0, 32);
   return `rr-${digest}`;
 }
 
@@ -45,23 +44,31 @@ export interface EnqueuedRenewalRequest {
   readonly queueJobId: string;
 }
 
+export interface EnqueueOptions {
+  /** Overrides the derived job id (renewalRequestJobId): a resubmission after a lost job needs a new one. */
+  readonly jobId?: string;
+}
+
 /**
- * Enqueues one request. Pass an open queue (from openRenewalRequests) when
- * sending many; with a bare connection a queue is opened and closed per call.
+ * Signs one request with the signer's intake key and enqueues it. Pass an
+ * open queue (from openRenewalRequests) when sending many; with a bare
+ * connection a queue is opened and closed per call.
  */
 export async function enqueueRenewalRequest(
   target: RenewalQueueConnection | TypedQueue<'renewal-requests'>,
-  payload: RenewalRequestPayload,
+  request: RenewalRequest,
+  signer: IntakeSigner,
+  opts: EnqueueOptions = {},
 ): Promise<EnqueuedRenewalRequest> {
-  const valid = validatePayload('renewal-requests', payload);
-  const jobId = renewalRequestJobId(valid);
+  const jws = await signRenewalRequest(request, signer);
+  const jobId = opts.jobId ?? renewalRequestJobId(signer.principalId, request.idempotency_key);
   if (isQueue(target)) {
-    const job = await enqueue(target, 'renewal-requests', valid, { jobId });
+    const job = await enqueue(target, 'renewal-requests', { jws }, { jobId });
     return { queueJobId: job.id ?? jobId };
   }
   const queue = openRenewalRequests(target);
   try {
-    const job = await enqueue(queue, 'renewal-requests', valid, { jobId });
+    const job = await enqueue(queue, 'renewal-requests', { jws }, { jobId });
     return { queueJobId: job.id ?? jobId };
   } finally {
     await queue.close();

@@ -10,9 +10,23 @@ export async function findIdempotent(ex: Executor, principalId: string, key: str
     .executeTakeFirst();
 }
 
+/** Where an intake queue answer came from: the BullMQ job and the SHA-256 (hex) of the signed message. */
+export interface QueueOrigin {
+  readonly queueJobId: string;
+  readonly messageDigest: string;
+}
+
 export async function insertIdempotent(
   ex: Executor,
-  r: { principalId: string; key: string; orgId: string; requestHash: string; status: number; body: unknown },
+  r: {
+    principalId: string;
+    key: string;
+    orgId: string;
+    requestHash: string;
+    status: number;
+    body: unknown;
+    queue?: QueueOrigin | undefined;
+  },
 ) {
   await ex
     .insertInto('idempotency_keys')
@@ -23,6 +37,7 @@ export async function insertIdempotent(
       request_hash: r.requestHash,
       response_status: r.status,
       response_body: JSON.stringify(r.body),
+      ...(r.queue ? { queue_job_id: r.queue.queueJobId, message_digest: r.queue.messageDigest } : {}),
     })
     .execute();
 }

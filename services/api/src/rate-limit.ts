@@ -156,6 +156,55 @@ async function countOpenJobs(db: Db, principalId: string, cap: number): Promise<
   return Number(row.n);
 }
 
+/** The counter of one principal's budget for an action, whichever way its requests arrive. */
+const budgetOf = (action: LimitedAction, principalId: string): string => `${action}:${principalId}`;
+
+export type SubmitAllowance =
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly code: 'rate_limited' | 'too_many_open_requests';
+      readonly retryAfterMs: number;
+      readonly message: string;
+    };
+
+/**
+ * The submission limits of one principal outside HTTP (the `renewal-requests`
+ * intake): one hit on the same budget its HTTP submissions count against,
+ * then the open-requests bound, with the same numbers. The caller skips it
+ * for a replay of an answer already given, as the HTTP hooks do.
+ */
+export async function submitAllowance(
+  limiter: RateLimiter,
+  db: Db,
+  limits: AbuseLimits,
+  principal: { readonly id: string; readonly name: string },
+): Promise<SubmitAllowance> {
+  if (limits.submitPerMinute > 0) {
+    const d = await limiter.hit(budgetOf('submit', principal.id), limits.submitPerMinute, WINDOW_MS);
+    if (!d.allowed) {
+      return {
+        allowed: false,
+        code: 'rate_limited',
+        retryAfterMs: Math.max(1000, d.resetMs),
+        message: `principal ${principal.name} exceeded ${limits.submitPerMinute} submissions per minute`,
+      };
+    }
+  }
+  if (limits.maxOpenRequests > 0) {
+    const open = await countOpenJobs(db, principal.id, limits.maxOpenRequests);
+    if (open >= limits.maxOpenRequests) {
+      return {
+        allowed: false,
+        code: 'too_many_open_requests',
+        retryAfterMs: 60_000,
+        message: `principal ${principal.name} already has ${open} open requests (the limit is ${limits.maxOpenRequests})`,
+      };
+    }
+  }
+  return { allowed: true };
+}
+
 /**
  * Per-principal rate limit for routes marked `rateLimited`; runs right after
  * authentication, before the body is parsed, so a limited request costs one
@@ -168,7 +217,7 @@ export function rateLimitHook(limiter: RateLimiter, limits: AbuseLimits) {
     if (!action || !p) return;
     const limit = action === 'submit' ? limits.submitPerMinute : limits.decidePerMinute;
     if (limit <= 0) return;
-    const d = await limiter.hit(`${action}:${p.id}`, limit, WINDOW_MS);
+    const d = await limiter.hit(budgetOf(action, p.id), limit, WINDOW_MS);
     if (d.allowed) return;
     const seconds = Math.max(1, Math.ceil(d.resetMs / 1000));
     reply.header('retry-after', String(seconds));
