@@ -23,6 +23,7 @@ import { configPath, readStored, removeStored, resolveConfig, writeStored } from
 import {
   CliFailure,
   CliUsageError,
+  ENROLLMENT_KEY_HINT,
   EXIT,
   EXIT_CODES_HELP,
   type Io,
@@ -56,9 +57,9 @@ interface Spec {
 }
 
 const HELP_OPTION: Options = { help: { type: 'boolean', short: 'h' } };
-const USER_AGENT = 'countersign-cli/0.1';
+export const USER_AGENT = 'countersign-cli/0.1';
 
-function command(spec: Spec, io: Io = processIo) {
+export function command(spec: Spec, io: Io = processIo) {
   return async (argv: string[]): Promise<number> => {
     let values: Values;
     let positionals: string[];
@@ -122,12 +123,12 @@ function command(spec: Spec, io: Io = processIo) {
   };
 }
 
-const str = (v: Values[string]): string | undefined => (typeof v === 'string' ? v : undefined);
+export const str = (v: Values[string]): string | undefined => (typeof v === 'string' ? v : undefined);
 const strs = (v: Values[string]): string[] =>
   Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function requireId(value: string | undefined, what: string): string {
+export function requireId(value: string | undefined, what: string): string {
   if (!value || !UUID.test(value))
     throw new CliUsageError(`${what} must be an id like 0b8f3c1e-…, got "${value ?? ''}"`);
   return value.toLowerCase();
@@ -144,13 +145,13 @@ function durationOption(value: string | undefined, name: string, fallbackMs: num
 // Names: approvers read names, the API answers ids.
 // ---------------------------------------------------------------------------
 
-interface Directory {
+export interface Directory {
   me: Principal;
   principals: Map<string, Principal>;
   profiles: Map<string, Profile>;
 }
 
-async function directory(client: CountersignClient): Promise<Directory> {
+export async function directory(client: CountersignClient): Promise<Directory> {
   const [me, profiles, principals] = await Promise.all([
     client.me(),
     collect(client, (q) => client.listProfiles(q ?? {})),
@@ -174,7 +175,7 @@ async function collect<T>(
   return out;
 }
 
-const principalName = (d: Directory, id: string): string => {
+export const principalName = (d: Directory, id: string): string => {
   const p = d.principals.get(id);
   return p ? (p.id === d.me.id ? `${p.name} (you)` : p.name) : id;
 };
@@ -188,7 +189,7 @@ function findProfile(d: Directory, nameOrId: string): Profile {
   throw new CliUsageError(`no profile "${nameOrId}" (profiles: ${names})`);
 }
 
-function findPrincipalId(d: Directory, nameOrId: string): string {
+export function findPrincipalId(d: Directory, nameOrId: string): string {
   if (nameOrId === 'me') return d.me.id;
   if (UUID.test(nameOrId)) return nameOrId.toLowerCase();
   const matches = [...d.principals.values()].filter((p) => p.name.toLowerCase() === nameOrId.toLowerCase());
@@ -200,7 +201,7 @@ function findPrincipalId(d: Directory, nameOrId: string): string {
 // login / logout / whoami
 // ---------------------------------------------------------------------------
 
-async function readSecretFromStdin(io: Io): Promise<string> {
+export async function readSecretFromStdin(io: Io, what = 'API key'): Promise<string> {
   const stdin = process.stdin;
   if (!stdin.isTTY) {
     const chunks: Buffer[] = [];
@@ -208,7 +209,7 @@ async function readSecretFromStdin(io: Io): Promise<string> {
     return Buffer.concat(chunks).toString('utf8').trim();
   }
   // Interactive: read without echo, so the key is neither shown nor kept in shell history.
-  io.err('API key (input hidden): ');
+  io.err(`${what} (input hidden): `);
   stdin.setRawMode(true);
   stdin.resume();
   return new Promise((resolve, reject) => {
@@ -273,6 +274,7 @@ Options:
       saved_at: new Date().toISOString(),
     });
     io.out(`Signed in to ${client.baseUrl} as ${me.name} (${me.role}).\nKey stored in ${path} (mode 0600).\n`);
+    if (me.credential && !me.credential.own) io.out(ENROLLMENT_KEY_HINT);
     return EXIT.ok;
   },
 });

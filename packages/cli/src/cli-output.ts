@@ -12,7 +12,7 @@ export const EXIT = {
   usage: 2,
   /** No API key configured, or the server did not accept it (401). */
   auth: 3,
-  /** The principal may not do this (403), including the two-person-integrity refusal. */
+  /** The principal may not do this (403), including the two-person-integrity and enrollment-credential refusals. */
   forbidden: 4,
   /** `wait` gave up before the job finished (--timeout). */
   timeout: 5,
@@ -25,9 +25,14 @@ export const EXIT_CODES_HELP = `Exit codes:
   2  usage error (unknown option, missing argument); nothing was sent
   3  not signed in, or the API key was not accepted (401)
   4  forbidden (403), including two-person integrity: a requester cannot decide
-     their own request
+     their own request; and enrollment_credential: a key someone else made for you
+     cannot vote or decide until you mint your own ('countersign enroll')
   5  'wait' timed out before the job finished
 `;
+
+/** After signing in with a key someone else made for the principal. */
+export const ENROLLMENT_KEY_HINT =
+  "Hint: this is an enrollment key: it can request but not approve; run 'countersign enroll' to mint your own key.\n";
 
 /** A mistake on the command line; the command's usage is printed with it. */
 export class CliUsageError extends Error {}
@@ -69,7 +74,13 @@ export function reportApiError(io: Io, e: ApiError, ctx: { url: string | null })
   } else if (e.status === 403) {
     code = EXIT.forbidden;
     if (e.code === 'two_person_integrity') {
-      lines.push('  another approver of this profile has to decide it.');
+      lines.push(
+        e.path.includes('configuration-requests')
+          ? '  another admin has to decide it: one you did not create and that did not create you.'
+          : '  another approver of this profile has to decide it.',
+      );
+    } else if (e.code === 'enrollment_credential') {
+      lines.push("  hint: run 'countersign enroll' with this key to mint your own, then use that one.");
     }
   } else if (e.routeMissing) {
     lines.push(`  hint: the server at ${ctx.url} does not offer ${e.method} ${e.path}; it may be an older release.`);

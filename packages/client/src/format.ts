@@ -1,4 +1,4 @@
-import type { Approval } from './types.ts';
+import type { Approval, ConfigRequest } from './types.ts';
 
 /**
  * Wording shared by the CLI and the web console, so an approver reads the
@@ -53,3 +53,32 @@ export function namesText(names: readonly string[], max = 3): string {
 }
 
 export const shortId = (id: string): string => id.slice(0, 8);
+
+/** A configuration request's kind in words. */
+export const CONFIG_KIND_TEXT: Record<ConfigRequest['kind'], string> = {
+  principal_create: 'New principal',
+  principal_update: 'Principal change',
+  profile_create: 'New profile',
+  profile_update: 'Profile change',
+  api_key_create: 'API key for someone else',
+  client_certificate_create: 'Client certificate for someone else',
+};
+
+/**
+ * What the approving admin should check before a configuration change is
+ * applied, by kind: the same advice in the CLI (`config show`) and the console.
+ */
+export const CONFIG_REQUEST_CHECKS: Record<ConfigRequest['kind'], string> = {
+  principal_create:
+    'Is this person (or service) known to you, and does it need this role? An admin or operator created here can decide requests.',
+  principal_update:
+    'Why does the role change, or the principal come back? Demoting or disabling an admin can leave the org with one admin.',
+  profile_create:
+    'Environment, approvals_required, approvers and allowed_domains: a profile without approval issues without anyone deciding.',
+  profile_update:
+    'Compare with the profile as it is today: fewer approvals, more approvers or domains, bypass or a longer validity weaken the gate.',
+  api_key_create:
+    'The requesting admin saw this enrollment key when asking: until its principal enrolls, that admin holds a key that reads and requests as the principal. Approve only if the principal expects it and will enroll at once.',
+  client_certificate_create:
+    'Who holds the private key of this certificate? It authenticates as the principal; check the fingerprint or SAN with its owner.',
+};

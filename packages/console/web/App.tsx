@@ -1,10 +1,13 @@
 import { ApiError } from '@countersign/client';
 import { useCallback, useEffect, useState } from 'react';
-import { type Directory, DirectoryContext, loadDirectory } from './directory.ts';
+import { type Directory, DirectoryContext, loadDirectory, seesConfiguration } from './directory.ts';
+import { EnrollmentBanner, type FreshKey, FreshKeyPanel, ReadinessBanner } from './identity.tsx';
 import { ApprovalPage } from './pages/ApprovalPage.tsx';
 import { AuditPage } from './pages/AuditPage.tsx';
 import { CertificatePage } from './pages/CertificatePage.tsx';
 import { CertificatesPage } from './pages/CertificatesPage.tsx';
+import { ConfigRequestPage } from './pages/ConfigRequestPage.tsx';
+import { ConfigurationPage } from './pages/ConfigurationPage.tsx';
 import { QueuePage } from './pages/QueuePage.tsx';
 import { SignIn } from './pages/SignIn.tsx';
 import { href, type Route, useRoute } from './router.ts';
@@ -16,13 +19,24 @@ export function App() {
   const [dir, setDir] = useState<Directory | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  // The own key just minted with an enrollment key: shown once, until dismissed.
+  const [fresh, setFresh] = useState<FreshKey | null>(null);
   const route = useRoute();
 
   const signOut = useCallback((why?: string) => {
     forgetKey();
     setKey(null);
     setDir(null);
+    setFresh(null);
     setNotice(why ?? 'You are signed out.');
+  }, []);
+
+  // The tab's session moves to the own key at once: the enrollment key is not kept anywhere.
+  const switchToOwnKey = useCallback((f: FreshKey) => {
+    storeKey(f.created.key);
+    setFresh(f);
+    setDir(null);
+    setKey(f.created.key);
   }, []);
 
   useEffect(() => {
@@ -99,6 +113,16 @@ export function App() {
                 Audit
               </a>
             </li>
+            {seesConfiguration(dir) && (
+              <li>
+                <a
+                  href={href.configuration()}
+                  aria-current={route.page === 'configuration' || route.page === 'config' ? 'page' : undefined}
+                >
+                  Configuration
+                </a>
+              </li>
+            )}
           </ul>
         </nav>
         <div className="who">
@@ -111,6 +135,9 @@ export function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
+        {fresh && <FreshKeyPanel fresh={fresh} onDone={() => setFresh(null)} />}
+        <EnrollmentBanner onMinted={switchToOwnKey} />
+        <ReadinessBanner refreshKey={route.page} />
         <Page route={route} />
       </main>
     </DirectoryContext.Provider>
@@ -127,6 +154,10 @@ function Page({ route }: { route: Route }) {
       return <CertificatePage key={route.id} id={route.id} />;
     case 'audit':
       return <AuditPage />;
+    case 'configuration':
+      return <ConfigurationPage query={route.query} />;
+    case 'config':
+      return <ConfigRequestPage key={route.id} id={route.id} />;
     default:
       return <QueuePage query={route.query} />;
   }

@@ -1,9 +1,10 @@
-import { ApiError, type CountersignClient, type Principal, type Profile } from '@countersign/client';
+import { ApiError, type CountersignClient, type Me, type Principal, type Profile } from '@countersign/client';
 import { createContext, useContext } from 'react';
 
 /** Who is signed in, and the names behind the ids the API answers with. */
 export interface Directory {
-  me: Principal;
+  /** With the credential this tab signed in with: only an own credential may decide. */
+  me: Me;
   principals: Map<string, Principal>;
   profiles: Map<string, Profile>;
   client: CountersignClient;
@@ -51,3 +52,16 @@ export function principalName(d: Directory, id: string | null): string {
 export const profileName = (d: Directory, id: string): string => d.profiles.get(id)?.name ?? id;
 
 export const canDecide = (d: Directory): boolean => d.me.role === 'admin' || d.me.role === 'operator';
+
+/** Signed in with a credential someone else made for this principal: it reads and requests, never decides. */
+export const isEnrollment = (d: Directory): boolean => d.me.credential?.own === false;
+
+/** Admins change the configuration; auditors read it. */
+export const seesConfiguration = (d: Directory): boolean => d.me.role === 'admin' || d.me.role === 'auditor';
+
+/** A principal's name, or a system actor's id as it is ("system-bootstrap": the installation). */
+export function actorName(d: Directory, id: string | null): string {
+  if (id === 'system-bootstrap') return 'the installation (bootstrap)';
+  if (id?.startsWith('system-')) return id;
+  return principalName(d, id);
+}

@@ -9,7 +9,9 @@ export type Route =
   | { page: 'approval'; id: string }
   | { page: 'certificates'; query: URLSearchParams }
   | { page: 'certificate'; id: string }
-  | { page: 'audit' };
+  | { page: 'audit' }
+  | { page: 'configuration'; query: URLSearchParams }
+  | { page: 'config'; id: string };
 
 export function parseRoute(hash: string): Route {
   const [path = '', qs = ''] = hash.replace(/^#/, '').split('?');
@@ -19,6 +21,8 @@ export function parseRoute(hash: string): Route {
   if (parts[0] === 'certificates' && parts[1]) return { page: 'certificate', id: parts[1] };
   if (parts[0] === 'certificates') return { page: 'certificates', query };
   if (parts[0] === 'audit') return { page: 'audit' };
+  if (parts[0] === 'configuration' && parts[1]) return { page: 'config', id: parts[1] };
+  if (parts[0] === 'configuration') return { page: 'configuration', query };
   return { page: 'queue', query };
 }
 
@@ -41,6 +45,8 @@ export const href = {
   certificates: () => '#/certificates',
   certificate: (id: string) => `#/certificates/${id}`,
   audit: () => '#/audit',
+  configuration: (state?: string) => `#/configuration${state ? `?state=${encodeURIComponent(state)}` : ''}`,
+  config: (id: string) => `#/configuration/${id}`,
 };
 
 export function navigate(to: string): void {

@@ -1,6 +1,6 @@
 import { type Approval, type ApprovalDiff, expiryText, type Job, votesSummary } from '@countersign/client';
 import { useState } from 'react';
-import { canDecide, type Directory, principalName, profileName, useDirectory } from '../directory.ts';
+import { canDecide, type Directory, isEnrollment, principalName, profileName, useDirectory } from '../directory.ts';
 import { href } from '../router.ts';
 import { absolute, EnvBadge, Loading, PageHeading, ProblemAlert, StateBadge, Time, useAsync } from '../ui.tsx';
 
@@ -239,6 +239,17 @@ function Decision({ d, a, onDecided }: { d: Directory; a: Approval; onDecided: (
         <h2 id="h-decide">Decision</h2>
         <p>
           Your role ({d.me.role}) cannot decide requests. Approvers of the {a.environment} profile or an admin will.
+        </p>
+      </section>
+    );
+  }
+  if (isEnrollment(d)) {
+    return (
+      <section className="card" aria-labelledby="h-decide">
+        <h2 id="h-decide">Decision</h2>
+        <p>
+          You signed in with an enrollment key: it can read and request, but never approve or reject. Mint your own key
+          (the banner at the top of the page), then decide.
         </p>
       </section>
     );
