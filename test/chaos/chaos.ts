@@ -64,6 +64,11 @@ function summary(r: ChaosReport): string {
     `  time: total ${s(r.durationsMs.total)} (startup ${s(r.durationsMs.startup)}, load ${s(r.durationsMs.load)}, quiescence ${s(r.durationsMs.quiescence)}, checks ${s(r.durationsMs.checks)})`,
     `  accepted: ${r.accepted.http} over HTTP, ${r.accepted.queue} through the queue (${r.accepted.renewals} renewals); ${r.accepted.refused} refused as expected`,
     `  client: ${r.client.decisions} decision calls (${r.client.decisions200} answered 200), ${r.client.httpRetries} HTTP retries, ${r.client.queueResubmits} queue re-submissions`,
+    `  refused attempts made on purpose: ${
+      Object.entries(r.client.noise ?? {})
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || 'none'
+    }`,
   ];
   if (f) {
     const kv = (o: Record<string, number>) =>
@@ -76,6 +81,11 @@ function summary(r: ChaosReport): string {
       `  mail: ${f.mails.sinkMessages} received, ${f.mails.sent} deliveries sent, ${f.mails.skipped} skipped, ${f.mails.resendsSameMessageId} resends after a notifier died mid-send, ${f.mails.resendsUnanswered ?? 0} after an SMTP reply never came (all with the same Message-ID)`,
       `  audit: ${f.audit.records} records verified, ${f.audit.decisionRecords} decision records`,
     );
+    if (f.gate) {
+      lines.push(
+        `  no single person: ${f.gate.votes} votes and ${f.gate.decisions} decisions checked for the decider's own credential and provenance, ${f.gate.configRequests} approved configuration requests; ${f.gate.certificateNames} certificates' names checked against the approved names`,
+      );
+    }
   }
   const byKind = Object.entries(r.faults.byKind)
     .filter(([, n]) => n > 0)

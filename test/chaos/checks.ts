@@ -3,6 +3,14 @@ import type { SinkMessage } from '@countersign/devstack';
 import type pg from 'pg';
 import type { DriverRecord } from './driver.ts';
 import type { FaultRecord } from './faults.ts';
+import {
+  creationRelation,
+  GATE_CATEGORIES,
+  type GateCategory,
+  type GateFigures,
+  gateViolations,
+  loadGateRows,
+} from './gate-checks.ts';
 
 /**
  * The verdict of a run, read from the database (as superuser) and the SMTP
@@ -13,6 +21,13 @@ import type { FaultRecord } from './faults.ts';
  * 4. every approved job issued within 60 s after the last fault;
  * 5. each mail delivered exactly once per (event, recipient);
  * 6. the audit chain verifies, with exactly one decision record per decided request;
+ * 7. database sessions stay bounded (one LISTEN session per approval relay);
+ * 8. no single person (SPEC §1.6, gate-checks.ts): every vote and every decision by a user or service was
+ *    made with the decider's own credential, live at the time (never an enrollment credential), and never
+ *    by a principal related by creation to the requester; every approved configuration request was approved
+ *    by another admin, unrelated, with its own credential;
+ * 9. what was approved is what was issued: the names recorded with each certificate version and the names
+ *    of its signed leaf are the names its approval request showed (or, ungated, the job's);
  * plus the decisions the clients saw accepted are the ones recorded.
  */
 export interface CheckInput {
@@ -45,6 +60,8 @@ export interface CheckResult {
       resendsUnanswered?: number;
     };
     audit: { records: number; decisionRecords: number };
+    /** What checks 8 and 9 looked at (absent in reports from before them). */
+    gate?: GateFigures;
   };
 }
 
@@ -200,6 +217,12 @@ export async function runChecks(input: CheckInput): Promise<CheckResult> {
       .map((j) => `decision on ${j.approval_id}`),
   ]);
 
+  // 8 and 9. No single person; what was approved is what was issued.
+  const gate = gateViolations(await loadGateRows(q));
+  for (const [category, items] of Object.entries(gate.found) as [GateCategory, string[]][]) {
+    add(GATE_CATEGORIES[category], items);
+  }
+
   // The decisions the clients saw accepted are recorded.
   const byApproval = new Map(jobs.filter((j) => j.approval_id).map((j) => [j.approval_id as string, j]));
   const decisionLost: string[] = [];
@@ -279,6 +302,7 @@ export async function runChecks(input: CheckInput): Promise<CheckResult> {
       maxIssuedAfterLastFaultMs: maxAfterFault,
       mails: mail.figures,
       audit: { records: chains.checked, decisionRecords: decisionRecords.length },
+      gate: gate.figures,
     },
   };
 }
@@ -288,7 +312,8 @@ type Query = <T extends pg.QueryResultRow>(text: string, values?: unknown[]) => 
 /**
  * Which mails the database says are owed, independently of the notifier:
  * a new request to every eligible approver (its profile's operators and
- * admins, and every org admin) except the requester; a decision and an issued
+ * admins, and every org admin) except the requester and the principals
+ * related to it by creation (they may not decide it); a decision and an issued
  * certificate to the requester. The notifier may skip a request's mail when
  * it was decided before the mail went out; it records that, and then nothing
  * may arrive. Everything else arrives exactly once. A second copy with the
@@ -304,9 +329,14 @@ async function checkMail(
   versions: { id: string; job_id: string }[],
 ) {
   const violations: string[] = [];
-  const principals = await q<{ id: string; email: string | null; role: string; disabled_at: Date | null }>(
-    'SELECT id::text, email, role, disabled_at FROM principals',
-  );
+  const principals = await q<{
+    id: string;
+    email: string | null;
+    role: string;
+    disabled_at: Date | null;
+    created_by: string;
+  }>('SELECT id::text, email, role, disabled_at, created_by FROM principals');
+  const related = creationRelation(principals);
   const emailOf = new Map(principals.map((p) => [p.id, p.email?.toLowerCase() ?? null]));
   const admins = principals.filter((p) => p.role === 'admin' && !p.disabled_at).map((p) => p.id);
   const approvers = await q<{ profile_id: string; principal_id: string; role: string }>(
@@ -329,7 +359,7 @@ async function checkMail(
       ...admins,
     ]);
     eligible.delete(a.requested_by);
-    for (const id of eligible) owe(`approval_submitted-${a.id}`, id, true);
+    for (const id of eligible) if (!related(id, a.requested_by)) owe(`approval_submitted-${a.id}`, id, true);
     if (a.state !== 'pending') owe(`approval_decided-${a.id}`, a.requested_by, false);
   }
   const requesterOfJob = new Map(jobs.map((j) => [j.id, j.requested_by]));

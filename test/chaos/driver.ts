@@ -1,5 +1,13 @@
 import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
-import { createRedis, enqueue, openQueue, type PayloadOf, type RenewalRequestResult } from '@countersign/queues';
+import { type IntakeSigner, signRenewalRequest } from '@countersign/client/queue';
+import {
+  createRedis,
+  enqueue,
+  openQueue,
+  type PayloadOf,
+  type RenewalRequest,
+  type RenewalRequestResult,
+} from '@countersign/queues';
 import type { Redis } from 'ioredis';
 import type { Channel, OpPlan, PrincipalName, ProfileKind, Step, Submitter } from './plan.ts';
 
@@ -13,10 +21,21 @@ import type { Channel, OpPlan, PrincipalName, ProfileKind, Step, Submitter } fro
  */
 export interface Principal {
   readonly id: string;
+  /** The principal's own key (it minted it itself): the one it votes and decides with. */
   readonly key: string;
   readonly email: string;
+  /**
+   * An enrollment key an admin made for it (spent or not): it reads and requests, and must never decide.
+   * Held by the approvers, for the `enrollment` noise.
+   */
+  readonly enrollmentKey?: string | undefined;
 }
 export type Principals = Record<PrincipalName, Principal>;
+/**
+ * The service account each submitter files its queue requests through (the intake takes only messages
+ * signed by a service principal): it requests, and makes the refused self-decisions, of its queue ops.
+ */
+export type IntakeAccounts = Record<Submitter, Principal & { readonly signer: IntakeSigner }>;
 export type ProfileIds = Record<ProfileKind, string>;
 
 export interface Accepted {
@@ -40,7 +59,9 @@ export interface DecisionCall {
   readonly kind: 'approve' | 'reject' | 'void';
   readonly by: PrincipalName;
   /** noise: a refusal is the expected answer. */
-  readonly role: 'step' | 'self' | 'outsider' | 'double-vote';
+  readonly role: 'step' | 'self' | 'outsider' | 'double-vote' | 'enrollment' | 'related';
+  /** With which credential: the caller's own key, or (the `enrollment` noise) its enrollment key. */
+  readonly credential: 'own' | 'enrollment';
   readonly status: number;
   readonly code: string | null;
   /** The request's state in a 200 answer. */
@@ -66,6 +87,7 @@ export interface DriverOptions {
   readonly queuePrefix: string;
   readonly seed: number;
   readonly principals: Principals;
+  readonly intake: IntakeAccounts;
   readonly profiles: ProfileIds;
   readonly domain: string;
   readonly concurrency: number;
@@ -180,8 +202,13 @@ export class Driver {
   private renewalTarget(op: OpPlan): Accepted | undefined {
     if (!op.renew) return undefined;
     // Only certificates issued a while ago: a renewal of one still in flight is renewal_in_progress.
+    // And requested through the same channel: a queue op's requester is the submitter's service account.
     const candidates = this.record.accepted.filter(
-      (a) => a.submitter === op.submitter && a.profile === op.profile && Date.now() - a.at > 3_000,
+      (a) =>
+        a.submitter === op.submitter &&
+        a.channel === op.channel &&
+        a.profile === op.profile &&
+        Date.now() - a.at > 3_000,
     );
     return candidates[op.index % Math.max(1, candidates.length)];
   }
@@ -196,6 +223,9 @@ export class Driver {
     await sleep(op.decideAfterMs);
     if ((op.noise === 'self' || op.noise === 'outsider') && op.noiseBy) {
       await this.decide(op, approvalId, { kind: 'approve', by: op.noiseBy }, op.noise);
+    }
+    if ((op.noise === 'enrollment' || op.noise === 'related') && op.noiseBy) {
+      await this.decide(op, approvalId, { kind: op.noiseKind, by: op.noiseBy }, op.noise);
     }
     for (const [i, step] of op.steps.entries()) {
       if (i > 0) await sleep(op.stepGapMs);
@@ -220,7 +250,11 @@ export class Driver {
     step: Exclude<Step, { kind: 'concurrent' }>,
     role: DecisionCall['role'],
   ): Promise<void> {
-    const who = this.o.principals[step.by];
+    // A self-decision is made by whoever requested: for a queue op, the submitter's service account.
+    const who = role === 'self' && op.channel === 'queue' ? this.o.intake[op.submitter] : this.o.principals[step.by];
+    const credential = role === 'enrollment' ? 'enrollment' : 'own';
+    const key = credential === 'enrollment' ? who.enrollmentKey : who.key;
+    if (!key) throw new Error(`op ${op.index}: ${step.by} holds no enrollment key for the enrollment noise`);
     const body =
       step.kind === 'approve'
         ? { note: `chaos ${op.key}` }
@@ -229,7 +263,7 @@ export class Driver {
           : { reason: `chaos void ${op.key}` };
     let r: HttpAnswer;
     try {
-      r = await this.http(who.key, 'POST', `/api/v1/approvals/${approvalId}/${step.kind}`, body);
+      r = await this.http(key, 'POST', `/api/v1/approvals/${approvalId}/${step.kind}`, body);
     } catch (err) {
       this.record.anomalies.push(`op ${op.index} ${step.kind} by ${step.by}: ${(err as Error).message}`);
       return;
@@ -245,6 +279,7 @@ export class Driver {
       kind: step.kind,
       by: step.by,
       role,
+      credential,
       status: r.status,
       code,
       state,
@@ -254,6 +289,12 @@ export class Driver {
     const what = `op ${op.index} (${op.profile}) ${role} ${step.kind} by ${step.by}: ${r.status} ${code ?? state ?? ''}`;
     if (role === 'self' && !(r.status === 403 && code === 'two_person_integrity')) {
       this.record.anomalies.push(`${what}: a self-decision must be 403 two_person_integrity`);
+    } else if (role === 'enrollment' && !(r.status === 403 && code === 'enrollment_credential')) {
+      this.record.anomalies.push(`${what}: a decision with an enrollment key must be 403 enrollment_credential`);
+    } else if (role === 'related' && !(r.status === 403 && code === 'two_person_integrity')) {
+      this.record.anomalies.push(
+        `${what}: a decision by the requester's creator must be 403 two_person_integrity (provenance)`,
+      );
     } else if (role === 'outsider' && r.status !== 403 && r.status !== 404) {
       this.record.anomalies.push(`${what}: a principal who may not decide must get 403 or 404`);
     } else if (
@@ -339,20 +380,18 @@ export class Driver {
 
   /** Enqueues until a job of this idempotency_key completes (a lost or failed job is enqueued again). */
   private async submitQueue(op: OpPlan, target: Accepted | undefined): Promise<Accepted | null> {
-    const who = this.o.principals[op.submitter];
-    let payload: PayloadOf<'renewal-requests'>;
+    const who = this.o.intake[op.submitter];
+    let request: RenewalRequest;
     if (target) {
-      payload = {
+      request = {
         idempotency_key: op.key,
-        principal_id: who.id,
         certificate_id: target.certificateId,
         justification: this.justification(op),
       };
     } else {
       const cn = `op${op.index}-s${this.o.seed}.${this.o.domain}`;
-      payload = {
+      request = {
         idempotency_key: op.key,
-        principal_id: who.id,
         profile_id: this.o.profiles[op.profile],
         common_name: cn,
         csr: await this.csr(cn),
@@ -363,6 +402,9 @@ export class Driver {
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) this.record.queueResubmits++;
       const jobId = `${op.key}-a${attempt}`;
+      // Signed afresh for each job: a copy of an earlier job's message would be refused as a replay, while a
+      // new signature of the same request under the same idempotency_key gets the first answer.
+      const payload: PayloadOf<'renewal-requests'> = { jws: await signRenewalRequest(request, who.signer) };
       const outcome = await this.runQueueJob(jobId, payload, deadline);
       if (outcome.kind === 'completed') {
         return {

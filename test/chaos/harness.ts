@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateIntakeKeyPair } from '@countersign/client/queue';
 import { createRedis, openQueue } from '@countersign/queues';
 import { type Stack, startStack } from '@countersign/stack';
 import pg from 'pg';
 import { type CheckResult, runChecks } from './checks.ts';
-import { Driver, type Principals, type ProfileIds } from './driver.ts';
+import { Driver, type IntakeAccounts, type Principal, type Principals, type ProfileIds } from './driver.ts';
 import { FaultInjector, type FaultRecord } from './faults.ts';
 import {
   FAULT_KINDS,
@@ -46,7 +47,14 @@ export interface ChaosReport {
   kept: boolean;
   durationsMs: { startup: number; load: number; quiescence: number; checks: number; total: number };
   accepted: { http: number; queue: number; renewals: number; refused: number };
-  client: { decisions: number; decisions200: number; httpRetries: number; queueResubmits: number };
+  client: {
+    decisions: number;
+    decisions200: number;
+    httpRetries: number;
+    queueResubmits: number;
+    /** Decision attempts that must be refused, by kind (self, outsider, double-vote, enrollment, related). */
+    noise?: Record<string, number>;
+  };
   faults: {
     byKind: Record<FaultKind, number>;
     recoveryMs: Partial<Record<FaultKind, { n: number; median: number; max: number }>>;
@@ -72,36 +80,89 @@ async function call(apiUrl: string, key: string, method: string, path: string, b
   return json;
 }
 
-/** erin (operator) and frank (requester) join the demo org; a 2-of-3 profile and a 5 s profile join its two. */
-async function setUpOrg(stack: Stack): Promise<{ principals: Principals; profiles: ProfileIds; domain: string }> {
+/**
+ * erin (operator) and frank (requester) join the demo org; a 2-of-3 profile and a 5 s profile join its two.
+ * As in a real deployment (SPEC §1.6), the admin creates each principal and an enrollment key for it, and the
+ * principal mints its own key with that (POST /api/v1/me/api-keys, what `countersign enroll` does): only the
+ * own key decides. The demo org has one admin, who created everyone else, so it is not two-person ready and
+ * these changes apply at once (no configuration requests).
+ */
+async function setUpOrg(
+  stack: Stack,
+): Promise<{ principals: Principals; intake: IntakeAccounts; profiles: ProfileIds; domain: string }> {
   const demo = stack.demo;
   if (!demo) throw new Error('the chaos stack seeds the demo org');
   const { admin, alice, bob, carol, dave } = demo.principals;
   const adminKey = admin.key;
-  const make = async (name: string, role: string) => {
+  /** An admin-made key for the principal: an enrollment key (a configuration request would mean a second admin). */
+  const enrollmentKey = async (principalId: string) => {
+    const k = await call(stack.apiUrl, adminKey, 'POST', `/api/v1/principals/${principalId}/api-keys`, {
+      name: 'chaos enrollment',
+    });
+    if (k.purpose !== 'enrollment' || typeof k.key !== 'string') {
+      throw new Error(`an admin-made key for ${principalId} is not an enrollment key: ${JSON.stringify(k)}`);
+    }
+    return k.key;
+  };
+  /** The principal mints its own key with its enrollment key; the api must see it as own. */
+  const enroll = async (enrollment: string) => {
+    const own = await call(stack.apiUrl, enrollment, 'POST', '/api/v1/me/api-keys', { name: 'chaos' });
+    const me = await call(stack.apiUrl, String(own.key), 'GET', '/api/v1/me');
+    const credential = me.credential as { own?: unknown } | undefined;
+    if (own.purpose !== 'own' || credential?.own !== true) {
+      throw new Error(`the key ${String(me.name)} minted for itself is not its own: ${JSON.stringify(me)}`);
+    }
+    return String(own.key);
+  };
+  const make = async (name: string, role: string, kind: 'user' | 'service' = 'user'): Promise<Principal> => {
     const p = await call(stack.apiUrl, adminKey, 'POST', '/api/v1/principals', {
       name,
       role,
+      kind,
       email: `${name}@${demo.domain}`,
     });
-    const k = await call(stack.apiUrl, adminKey, 'POST', `/api/v1/principals/${p.id}/api-keys`, { name: 'chaos' });
-    return { id: String(p.id), key: String(k.key), email: `${name}@${demo.domain}` };
+    if (typeof p.id !== 'string') throw new Error(`creating ${name} did not create it: ${JSON.stringify(p)}`);
+    const enrollment = await enrollmentKey(p.id);
+    return { id: p.id, key: await enroll(enrollment), enrollmentKey: enrollment, email: `${name}@${demo.domain}` };
   };
   const erin = await make('erin', 'operator');
   const frank = await make('frank', 'requester');
-  const fromDemo = (p: { id: string; key: string; name: string }) => ({
+  const fromDemo = (p: { id: string; key: string; name: string }, enrollment?: string): Principal => ({
     id: p.id,
     key: p.key,
     email: `${p.name}@${demo.domain}`,
+    enrollmentKey: enrollment,
   });
   const principals: Principals = {
     admin: fromDemo(admin),
-    alice: fromDemo(alice),
-    bob: fromDemo(bob),
+    // The demo's approvers enrolled at seeding; the admin makes them a fresh enrollment key (as for a lost key),
+    // left unspent: the enrollment noise tries to decide with it.
+    alice: fromDemo(alice, await enrollmentKey(alice.id)),
+    bob: fromDemo(bob, await enrollmentKey(bob.id)),
     carol: fromDemo(carol),
     dave: fromDemo(dave),
     erin,
     frank,
+  };
+  // Queue submissions are signed by a service principal (SPEC §4): each submitter files them through its own
+  // service account `<name>-intake`, with the submitter's role and an intake key the admin registered for it.
+  const intakeAccount = async (name: string, role: string) => {
+    const account = await make(`${name}-intake`, role, 'service');
+    const pair = generateIntakeKeyPair();
+    const k = await call(stack.apiUrl, adminKey, 'POST', `/api/v1/principals/${account.id}/intake-keys`, {
+      public_key: pair.publicJwk,
+      name: 'chaos',
+    });
+    return {
+      ...account,
+      signer: { keyId: String(k.id), principalId: account.id, orgId: String(k.org_id), privateKey: pair.privateKey },
+    };
+  };
+  const intake: IntakeAccounts = {
+    carol: await intakeAccount('carol', 'requester'),
+    frank: await intakeAccount('frank', 'requester'),
+    alice: await intakeAccount('alice', 'operator'),
+    erin: await intakeAccount('erin', 'operator'),
   };
   const domains = [demo.domain, `*.${demo.domain}`];
   const mofn = await call(stack.apiUrl, adminKey, 'POST', '/api/v1/profiles', {
@@ -122,6 +183,7 @@ async function setUpOrg(stack: Stack): Promise<{ principals: Principals; profile
   });
   return {
     principals,
+    intake,
     profiles: {
       single: demo.profiles.production,
       mofn: String(mofn.id),
@@ -232,7 +294,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     kept: true,
     durationsMs: { startup, load: 0, quiescence: 0, checks: 0, total: 0 },
     accepted: { http: 0, queue: 0, renewals: 0, refused: 0 },
-    client: { decisions: 0, decisions200: 0, httpRetries: 0, queueResubmits: 0 },
+    client: { decisions: 0, decisions200: 0, httpRetries: 0, queueResubmits: 0, noise: {} },
     faults: {
       byKind: Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
       recoveryMs: {},
@@ -253,6 +315,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       queuePrefix: stack.env.COUNTERSIGN_QUEUE_PREFIX ?? '{countersign}',
       seed: o.seed,
       principals: org.principals,
+      intake: org.intake,
       profiles: org.profiles,
       domain: org.domain,
       concurrency: o.concurrency,
@@ -298,7 +361,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     if (!report.quiescent) report.violations.push('the stack did not reach quiescence within 240 s');
 
     const tChecks = Date.now();
-    const names = new Map(Object.entries(org.principals).map(([n, p]) => [p.id, n as PrincipalName]));
+    const names = new Map<string, string>(Object.entries(org.principals).map(([n, p]) => [p.id, n as PrincipalName]));
+    for (const [n, a] of Object.entries(org.intake)) names.set(a.id, `${n}-intake`);
     const result = await runChecks({
       su,
       record: driver.record,
@@ -326,6 +390,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       decisions200: rec.decisions.filter((x) => x.status === 200).length,
       httpRetries: rec.httpRetries,
       queueResubmits: rec.queueResubmits,
+      noise: rec.decisions
+        .filter((x) => x.role !== 'step')
+        .reduce<Record<string, number>>((m, x) => {
+          m[x.role] = (m[x.role] ?? 0) + 1;
+          return m;
+        }, {}),
     };
     report.faults.list = faults.records;
     for (const f of faults.records) report.faults.byKind[f.kind]++;

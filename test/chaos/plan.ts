@@ -23,7 +23,13 @@ export const SHORT_TIMEOUT_MS = 5_000;
 export type Submitter = 'carol' | 'frank' | 'alice' | 'erin';
 export type Channel = 'http' | 'queue';
 export type Outcome = 'approve' | 'reject' | 'void' | 'leave' | 'race';
-export type Noise = 'self' | 'outsider' | 'double-vote' | null;
+/**
+ * The refused decision attempt of an op, made before its steps (while the request is still pending, so a
+ * wrong 200 would really write): self (the requester), outsider (no right to decide this profile), double-vote
+ * (the first approver again), enrollment (an eligible approver, with the enrollment key an admin made for it)
+ * and related (the admin, who created the requester: never the second person, SPEC §1.6).
+ */
+export type Noise = 'self' | 'outsider' | 'double-vote' | 'enrollment' | 'related' | null;
 
 export type Step =
   | { kind: 'approve'; by: PrincipalName }
@@ -43,8 +49,10 @@ export interface OpPlan {
   readonly renew: boolean;
   readonly outcome: Outcome;
   readonly noise: Noise;
-  /** Who makes the refused decision attempt of the noise (self, outsider, double vote). */
+  /** Who makes the refused decision attempt of the noise (self, outsider, double vote, enrollment, related). */
   readonly noiseBy: PrincipalName | null;
+  /** What the enrollment and related attempts try: approve or reject (both must be refused alike). */
+  readonly noiseKind: 'approve' | 'reject';
   readonly steps: readonly Step[];
   /** Wait between acceptance and the first decision (short profile: sometimes past the deadline). */
   readonly decideAfterMs: number;
@@ -52,9 +60,13 @@ export interface OpPlan {
   readonly stepGapMs: number;
 }
 
-/** Who may decide requests of a profile: its approvers and every admin, never the requester. */
+/**
+ * Who may decide requests of a profile: its approvers, never the requester. Not the admin: it created every
+ * other principal of the chaos org (and their intake accounts), so by provenance it is never the second person
+ * on their requests (SPEC §1.6); it only voids, and tries to decide as the `related` noise.
+ */
 export function eligibleDeciders(profile: ProfileKind, submitter: Submitter): PrincipalName[] {
-  return [...PROFILE_APPROVERS[profile], 'admin' as const].filter((p) => p !== submitter);
+  return PROFILE_APPROVERS[profile].filter((p) => p !== submitter);
 }
 
 export function planWorkload(rng: Prng, seed: number, requests: number): OpPlan[] {
@@ -70,14 +82,17 @@ export function planWorkload(rng: Prng, seed: number, requests: number): OpPlan[
     let steps: Step[] = [];
     let noise: Noise = null;
     let noiseBy: PrincipalName | null = null;
+    let noiseKind: 'approve' | 'reject' = 'approve';
     if (profile !== 'open') {
       outcome = rng.weighted<Outcome>({ approve: 50, reject: 14, void: 8, leave: 10, race: 18 });
-      const [d1, d2, d3] = eligible as [PrincipalName, PrincipalName, PrincipalName | undefined];
+      // One approver left when an approver of a 1-of-2 profile submits; always two for the 2-of-3 profile.
+      const [d1, d2, d3] = eligible as [PrincipalName, PrincipalName | undefined, PrincipalName | undefined];
       const vote = (by: PrincipalName): Step => ({ kind: 'approve', by });
       // M of N: a first vote before the decisive step, sometimes.
       const lead: Step[] = required === 2 && rng.chance(0.6) ? [vote(d1)] : [];
-      const next = lead.length ? d2 : d1;
-      const other = lead.length ? (d3 ?? d1) : d2;
+      const next = lead.length ? (d2 ?? d1) : d1;
+      // The racing rejecter; the same approver as the racing vote when it is the only one (one of the two wins).
+      const other = lead.length ? (d3 ?? d1) : (d2 ?? d1);
       switch (outcome) {
         case 'approve':
           steps = eligible.slice(0, required).map(vote);
@@ -94,22 +109,33 @@ export function planWorkload(rng: Prng, seed: number, requests: number): OpPlan[
         case 'race': {
           const racers: Step[] =
             required === 2 && lead.length === 0
-              ? [vote(d1), vote(d2), { kind: 'reject', by: d3 ?? d1 }]
+              ? [vote(d1), vote(d2 ?? d1), { kind: 'reject', by: d3 ?? d1 }]
               : [vote(next), { kind: 'reject', by: other }];
           if (rng.chance(0.3)) racers.push({ kind: 'void', by: 'admin' });
           steps = [...lead, { kind: 'concurrent', steps: rng.shuffle(racers) }];
           break;
         }
       }
-      const drawn = rng.weighted({ none: 75, self: 10, outsider: 10, 'double-vote': required === 2 ? 5 : 0 });
+      const drawn = rng.weighted({
+        none: 64,
+        self: 8,
+        outsider: 8,
+        'double-vote': required === 2 ? 5 : 0,
+        enrollment: 9,
+        related: 6,
+      });
       noise = drawn === 'none' ? null : drawn;
       if (noise === 'self') noiseBy = submitter;
       if (noise === 'outsider') {
+        // The admin is no outsider (it may decide by role); its refusal is the `related` noise.
         const outsiders = PRINCIPALS.filter(
-          (p) => p !== submitter && !eligibleDeciders(profile, submitter).includes(p),
+          (p) => p !== submitter && p !== 'admin' && !eligibleDeciders(profile, submitter).includes(p),
         );
         noiseBy = rng.pick(outsiders);
       }
+      if (noise === 'enrollment') noiseBy = rng.pick(eligibleDeciders(profile, submitter));
+      if (noise === 'related') noiseBy = 'admin';
+      if (noise === 'enrollment' || noise === 'related') noiseKind = rng.chance(0.5) ? 'approve' : 'reject';
       if (noise === 'double-vote') {
         // The same approver votes twice in a row: the second is already_voted.
         const first = steps[0];
@@ -127,6 +153,7 @@ export function planWorkload(rng: Prng, seed: number, requests: number): OpPlan[
       outcome,
       noise,
       noiseBy,
+      noiseKind,
       steps,
       // The short profile's 5 s deadline: about half its decisions come too late.
       decideAfterMs: profile === 'short' ? rng.int(0, 9_000) : rng.int(0, 1_500),

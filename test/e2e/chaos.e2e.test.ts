@@ -12,7 +12,10 @@ import type { ChaosReport } from '../chaos/harness.ts';
  * pg_terminate_backend, a Redis restart without its data, a FLUSHALL and a
  * PostgreSQL restart while the workload runs. The run must end clean (exit 0,
  * no violation), and the faults and outcomes it promises must really have
- * happened, so a run that silently did nothing cannot pass.
+ * happened, so a run that silently did nothing cannot pass: among them the
+ * refused attempts to decide with an enrollment key and by the requester's
+ * creator (SPEC §1.6), and the checks of votes, decisions and issued names
+ * on real rows.
  */
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SEED = process.env.CHAOS_SEED ?? '1';
@@ -72,5 +75,13 @@ describe('chaos harness (CI profile)', () => {
     expect(report.figures?.mails.sinkMessages).toBeGreaterThan(0);
     expect(report.figures?.audit.decisionRecords).toBeGreaterThan(0);
     expect(report.quiescent).toBe(true);
+    // ...with every kind of refused decision attempt made (each answer checked by the driver)...
+    const noise = report.client.noise ?? {};
+    for (const kind of ['self', 'outsider', 'enrollment', 'related']) expect(noise[kind] ?? 0, kind).toBeGreaterThan(0);
+    // ...and the no-single-person and approved-names checks ran on real rows.
+    const gate = report.figures?.gate;
+    expect(gate?.votes).toBeGreaterThan(0);
+    expect(gate?.decisions).toBeGreaterThan(0);
+    expect(gate?.certificateNames).toBe(report.figures?.certificates);
   });
 });
