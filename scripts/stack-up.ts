@@ -23,6 +23,7 @@ const stack = await startStack({
   dataDir,
   smtp: 'sink',
   seedDemo: true,
+  demoSecondAdmin: true,
   apiPort: Number(values.port),
   echo: values.verbose,
   env: values.bypass ? { COUNTERSIGN_APPROVAL_BYPASS: 'true' } : {},
@@ -32,6 +33,7 @@ const demo = stack.demo;
 if (!demo) throw new Error('demo org missing');
 const p = demo.principals;
 const api = stack.apiUrl;
+const board = stack.queueDashboard;
 
 say(`
 Countersign is running.
@@ -42,9 +44,17 @@ Countersign is running.
   Mail (sink)    ${stack.smtpUrl}  -> mails are saved in ${join(dataDir, 'mail')}/ (index.jsonl lists them)
   Logs           ${join(dataDir, 'logs')}/
   Demo keys      ${stack.demoKeysFile}
+  Queue dashboard ${board ? `${board.url}  (read-only; the operator token opens it, no org key does)` : 'not mounted'}
+  Dashboard token ${board ? `${board.token}  (kept in ${board.tokenFile}; the api has only its SHA-256)` : '-'}
+  CA             root (offline: its key is given to no service) ${stack.caOfflineDir}/
+                 issuer's intermediate ${join(dataDir, 'ca')}/; trust anchor ${join(stack.caOfflineDir, 'root.crt.pem')}
 
-Demo org "demo" (profiles: production-web needs one approval from alice or bob; development-web needs none):
+Demo org "demo" (profiles: production-web needs one approval from alice or bob; development-web needs none).
+It is two-person ready: two admins, neither created by the other, so a change that could weaken the gate
+needs both. Each key below is its principal's own key, minted with the enrollment key it was given
+(an enrollment key can request but never approve: see 'countersign enroll').
   admin  (admin)      ${p.admin.key}
+  erin   (admin)      ${p.erin?.key ?? '-'}
   alice  (operator)   ${p.alice.key}
   bob    (operator)   ${p.bob.key}
   carol  (requester)  ${p.carol.key}
@@ -70,6 +80,14 @@ Walkthrough (copy and paste into another terminal):
   # 3. fetch the signed chain and check it
   until curl -sf $API/api/v1/certificates/$CERT/pem -H "Authorization: Bearer $CAROL" -o web.pem; do sleep 0.2; done
   openssl x509 -in web.pem -noout -subject -issuer -enddate
+
+  # 4. one admin alone cannot weaken the gate: admin asks to ungate production-web (202, nothing changes yet),
+  #    and erin, the other admin, decides (reject here; approve would apply it)
+  export ADMIN=${p.admin.key} ERIN=${p.erin?.key ?? ''}
+  curl -s -X PUT $API/api/v1/profiles/${demo.profiles.production} -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \\
+    -d '{"name":"production-web","environment":"production","requires_approval":false,"allowed_domains":["${demo.domain}","*.${demo.domain}"],"approvers":["${p.alice.id}","${p.bob.id}"],"justification":"try the gate"}' | tee change.json
+  CHANGE=$(node -p 'require("./change.json").configuration_request.id')
+  curl -s -X POST $API/api/v1/configuration-requests/$CHANGE/reject -H "Authorization: Bearer $ERIN" -H 'content-type: application/json' -d '{"note":"not in production"}'
 
   # The same with the CLI:
   COUNTERSIGN_URL=$API COUNTERSIGN_API_KEY=$ALICE pnpm countersign approvals list

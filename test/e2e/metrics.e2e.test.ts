@@ -30,6 +30,7 @@ const OWNERS: Record<string, ServiceName[]> = {
   countersign_outbox_relay_batches_total: ['approval'],
   countersign_outbox_dead_letters_total: ['approval'],
   countersign_http_request_duration_seconds: ['api'],
+  countersign_org_two_person_ready: ['reaper'],
 };
 const OUTCOME_OWNER: Record<string, ServiceName> = {
   approved: 'api',
@@ -123,15 +124,9 @@ describe('SPEC §7 metrics, scraped from the five running services', () => {
     expect((await api(admin.key, 'POST', `/api/v1/approvals/${v.approval?.id}/void`, { reason: 'test' })).status).toBe(
       200,
     );
-    // 4. A gated non-production profile under COUNTERSIGN_APPROVAL_BYPASS: auto-approved by the approval service, then issued.
-    const p = await api(admin.key, 'POST', '/api/v1/profiles', {
-      name: 'staging-web',
-      environment: 'staging',
-      requires_approval: true,
-      allowed_domains: [demo.domain, `*.${demo.domain}`],
-    });
-    expect(p.status, JSON.stringify(p.body)).toBe(201);
-    staging = p.body.id as string;
+    // 4. A gated profile that allows the bypass, under COUNTERSIGN_APPROVAL_BYPASS: auto-approved by the approval
+    //    service, then issued.
+    staging = demo.profiles.staging;
     const b = await request(`bypassed.${demo.domain}`, staging);
     await waitForPem(b.certificate.id);
     // 5. Nobody decides: the reaper expires it after 3 s. Meanwhile its pending gauge shows it.
@@ -272,6 +267,10 @@ describe('SPEC §7 metrics, scraped from the five running services', () => {
     // Route labels are templates: ids never make new series.
     for (const s of m.api.family('countersign_http_request_duration_seconds').histograms)
       expect(s.labels.route).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}/);
+  });
+
+  it('says the demo org is not yet two-person ready (it has one admin here)', () => {
+    expect(m.reaper.value('countersign_org_two_person_ready', { org_id: stack.demo?.org_id ?? '' })).toBe(0);
   });
 
   it('each metric lives only on the services that own its events', () => {

@@ -205,7 +205,8 @@ describe('countersign CLI against a live api', () => {
     const yes = await cs(['approve', r.approval!.id, '--note', 'reviewed CHG-1042'], { key: live.org.operator2.key });
     expect(yes.code).toBe(0);
     expect(yes.stdout).toContain('Approved (1/1 votes)');
-    const again = await cs(['approve', r.approval!.id], { key: live.org.admin.key });
+    // The admin created operator1 (no second person for it), so the decided request is tried by operator2 again.
+    const again = await cs(['approve', r.approval!.id], { key: live.org.operator2.key });
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already_decided, HTTP 409/);
   });

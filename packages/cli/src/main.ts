@@ -1,5 +1,7 @@
 import { DomainError } from '@countersign/domain';
 import { APPROVER_HELP, approverCommands } from './approver-commands.ts';
+import { configCommands } from './config-commands.ts';
+import { IDENTITY_HELP, identityCommands } from './identity-commands.ts';
 
 /** `countersign <command>`: the operator and approver command-line tool. */
 const HELP = `countersign <command> [options]
@@ -7,8 +9,15 @@ const HELP = `countersign <command> [options]
 Operator commands (talk to the database):
   db provision     create roles and database (superuser URL)
   db migrate       apply migrations as the owner role
-  bootstrap        create an org, its first admin and the admin's API key
+  bootstrap        create an org, its first admins and their enrollment keys
+  admin add        add an admin to an org as the installation (two-person readiness)
+  dashboard token  make the queue dashboard's operator token (offline); prints the SHA-256 to configure
 
+CA commands (offline: run them on a machine the services never reach):
+  ca init                  make the root (its key stays in --out) and the issuer's intermediate
+  ca rotate-intermediate   make a new intermediate signed by that root
+
+${IDENTITY_HELP}
 ${APPROVER_HELP}
 Run 'countersign <command> --help' for the options of a command.
 `;
@@ -18,9 +27,14 @@ type Command = (argv: string[]) => Promise<number>;
 // The database-backed commands pull in pg, kysely and the ledger: loaded only
 // when one of them runs, so every approver command starts about a second faster.
 const admin =
-  (name: 'dbProvision' | 'dbMigrate' | 'bootstrap'): Command =>
+  (name: 'dbProvision' | 'dbMigrate' | 'bootstrap' | 'adminAdd'): Command =>
   async (argv) =>
     (await import('./admin-commands.ts'))[name](argv);
+const ca =
+  (name: 'caInit' | 'caRotateIntermediate'): Command =>
+  async (argv) =>
+    (await import('./ca-commands.ts'))[name](argv);
+const dashboardToken: Command = async (argv) => (await import('./dashboard-commands.ts')).dashboardToken(argv);
 const auditVerify: Command = async (argv) =>
   (await import('./audit-commands.ts')).auditVerifyCommand(approverCommands['audit verify'])(argv);
 
@@ -28,7 +42,13 @@ const COMMANDS: Record<string, Command> = {
   'db provision': admin('dbProvision'),
   'db migrate': admin('dbMigrate'),
   bootstrap: admin('bootstrap'),
+  'admin add': admin('adminAdd'),
+  'dashboard token': dashboardToken,
+  'ca init': ca('caInit'),
+  'ca rotate-intermediate': ca('caRotateIntermediate'),
   ...approverCommands,
+  ...identityCommands,
+  ...configCommands,
   'audit verify': auditVerify,
 };
 

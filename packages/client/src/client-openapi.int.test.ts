@@ -8,7 +8,9 @@ import type {
   CertificateVersion,
   ClientCertificateBinding,
   CreatedApiKey,
+  IntakeKey,
   Job,
+  Me,
   Principal,
   Profile,
 } from './types.ts';
@@ -120,6 +122,7 @@ const profileKeys: Record<keyof Profile, true> = {
   escalation_after: true,
   renew_before_days: true,
   escalation_contacts: true,
+  allow_bypass: true,
   created_at: true,
   updated_at: true,
 };
@@ -129,8 +132,11 @@ const principalKeys: Record<keyof Principal, true> = {
   email: true,
   role: true,
   kind: true,
+  created_by: true,
+  disabled: true,
   created_at: true,
 };
+const meKeys: Record<keyof Me, true> = { ...principalKeys, org_id: true, credential: true };
 const apiKeyKeys: Record<keyof CreatedApiKey, true> = {
   id: true,
   principal_id: true,
@@ -138,6 +144,8 @@ const apiKeyKeys: Record<keyof CreatedApiKey, true> = {
   name: true,
   expires_at: true,
   created_at: true,
+  created_by: true,
+  purpose: true,
 };
 const bindingKeys: Record<keyof ClientCertificateBinding, true> = {
   id: true,
@@ -147,6 +155,18 @@ const bindingKeys: Record<keyof ClientCertificateBinding, true> = {
   name: true,
   created_by: true,
   created_at: true,
+};
+const intakeKeyKeys: Record<keyof IntakeKey, true> = {
+  id: true,
+  org_id: true,
+  principal_id: true,
+  alg: true,
+  public_key: true,
+  thumbprint: true,
+  name: true,
+  created_by: true,
+  created_at: true,
+  revoked_at: true,
 };
 const diffKeys: Record<keyof ApprovalDiff, true> = {
   approval_id: true,
@@ -188,10 +208,15 @@ describe('the client against the served OpenAPI document', () => {
       answerKeys('get', '/api/v1/certificates/{id}', '200', (s) => s.properties.versions.items),
     );
     expect(keys(profileKeys)).toEqual(answerKeys('get', '/api/v1/profiles/{id}', '200'));
-    expect(keys(principalKeys)).toEqual(answerKeys('get', '/api/v1/me', '200'));
+    expect(keys(principalKeys)).toEqual(
+      answerKeys('get', '/api/v1/principals', '200', (s) => s.properties.items.items),
+    );
+    expect(keys(meKeys)).toEqual(answerKeys('get', '/api/v1/me', '200'));
     expect(keys(apiKeyKeys)).toEqual(answerKeys('post', '/api/v1/principals/{id}/api-keys', '201'));
     expect(keys(diffKeys)).toEqual(answerKeys('get', '/api/v1/approvals/{id}/diff', '200'));
     expect(keys(bindingKeys)).toEqual(answerKeys('post', '/api/v1/principals/{id}/client-certificates', '201'));
+    expect(keys(intakeKeyKeys)).toEqual(answerKeys('post', '/api/v1/principals/{id}/intake-keys', '201'));
+    expect(keys(intakeKeyKeys)).toEqual(answerKeys('delete', '/api/v1/intake-keys/{id}', '200'));
     expect(['approval', 'certificate', 'job']).toEqual(answerKeys('post', '/api/v1/certificates', '202'));
     expect(['approval', 'job']).toEqual(answerKeys('post', '/api/v1/certificates/{id}/renew', '202'));
   });

@@ -1,6 +1,7 @@
 import { ApiError, errorFromResponse } from './errors.ts';
 import { type OperationId, ROUTES } from './routes.ts';
 import type {
+  ApiKeyInfo,
   Approval,
   ApprovalDiff,
   ApprovalQuery,
@@ -13,17 +14,41 @@ import type {
   CertificateRequest,
   ClientCertificateBinding,
   ClientCertificateInput,
+  ConfigRequest,
   CreatedApiKey,
+  IntakeKey,
+  IntakeKeyInput,
   Job,
+  Me,
+  OrgStatus,
   Page,
   PageQuery,
+  PendingConfiguration,
   Principal,
+  PrincipalChange,
   Profile,
   ProfileInput,
   RenewalInput,
   RenewResult,
   RequestResult,
 } from './types.ts';
+
+export const isPendingConfiguration = (x: unknown): x is PendingConfiguration =>
+  typeof x === 'object' && x !== null && 'configuration_request' in x;
+
+/**
+ * The result of a configuration change that must have applied at once (an org
+ * that is not yet two-person ready, or a change that does not weaken the gate);
+ * throws, naming the request, when it waits for another admin instead.
+ */
+export function applied<T>(x: T | PendingConfiguration): T {
+  if (isPendingConfiguration(x)) {
+    throw new Error(
+      `the change waits for another admin: configuration request ${x.configuration_request.id} (${x.configuration_request.summary})`,
+    );
+  }
+  return x;
+}
 
 /**
  * A small typed client for the Countersign HTTP API. It runs wherever `fetch`
@@ -142,8 +167,29 @@ export class CountersignClient {
     return (await res.json()) as T;
   }
 
-  me(): Promise<Principal> {
+  me(): Promise<Me> {
     return this.json('me');
+  }
+  /** The caller's org and whether it is two-person ready. */
+  getOrg(): Promise<OrgStatus> {
+    return this.json('getOrg');
+  }
+
+  listConfigRequests(query: PageQuery & { state?: ConfigRequest['state'] } = {}): Promise<Page<ConfigRequest>> {
+    return this.json('listConfigRequests', { query: { ...query } });
+  }
+  getConfigRequest(id: string): Promise<ConfigRequest> {
+    return this.json('getConfigRequest', { params: { id } });
+  }
+  /** Another admin than the requester, with its own key: the change is applied in the same step. */
+  approveConfigRequest(id: string, note?: string): Promise<ConfigRequest> {
+    return this.json('approveConfigRequest', { params: { id }, body: note === undefined ? {} : { note } });
+  }
+  rejectConfigRequest(id: string, note: string): Promise<ConfigRequest> {
+    return this.json('rejectConfigRequest', { params: { id }, body: { note } });
+  }
+  cancelConfigRequest(id: string, reason: string): Promise<ConfigRequest> {
+    return this.json('cancelConfigRequest', { params: { id }, body: { reason } });
   }
 
   listProfiles(query: PageQuery = {}): Promise<Page<Profile>> {
@@ -152,10 +198,11 @@ export class CountersignClient {
   getProfile(id: string): Promise<Profile> {
     return this.json('getProfile', { params: { id } });
   }
-  createProfile(body: ProfileInput): Promise<Profile> {
+  /** Once the org is two-person ready, a profile that could weaken the gate waits for another admin (202). */
+  createProfile(body: ProfileInput): Promise<Profile | PendingConfiguration> {
     return this.json('createProfile', { body });
   }
-  updateProfile(id: string, body: ProfileInput): Promise<Profile> {
+  updateProfile(id: string, body: ProfileInput): Promise<Profile | PendingConfiguration> {
     return this.json('updateProfile', { params: { id }, body });
   }
 
@@ -167,25 +214,66 @@ export class CountersignClient {
     email?: string | null;
     role: string;
     kind?: 'user' | 'service';
-  }): Promise<Principal> {
+    justification?: string;
+  }): Promise<Principal | PendingConfiguration> {
     return this.json('createPrincipal', { body });
   }
-  createApiKey(principalId: string, body: { name?: string; expires_at?: string } = {}): Promise<CreatedApiKey> {
+  updatePrincipal(id: string, body: PrincipalChange): Promise<Principal | PendingConfiguration> {
+    return this.json('updatePrincipal', { params: { id }, body });
+  }
+  /** A key for another principal is an enrollment key: it reads, requests and mints that principal's own key once. */
+  createApiKey(
+    principalId: string,
+    body: { name?: string; expires_at?: string; justification?: string } = {},
+  ): Promise<CreatedApiKey | PendingConfiguration> {
     return this.json('createApiKey', { params: { id: principalId }, body });
+  }
+  listApiKeys(principalId: string): Promise<{ items: ApiKeyInfo[] }> {
+    return this.json('listApiKeys', { params: { id: principalId } });
+  }
+  /** Mints the caller's own key (the one it may vote with), using the credential the client holds. */
+  mintOwnApiKey(body: { name?: string; expires_at?: string } = {}): Promise<CreatedApiKey> {
+    return this.json('mintOwnApiKey', { body });
   }
   revokeApiKey(id: string): Promise<{ id: string; revoked: boolean }> {
     return this.json('revokeApiKey', { params: { id } });
   }
 
   /** Binds a client certificate (mTLS) to a principal: by fingerprint, SAN, or the certificate itself. */
-  bindClientCertificate(principalId: string, body: ClientCertificateInput): Promise<ClientCertificateBinding> {
+  bindClientCertificate(
+    principalId: string,
+    body: ClientCertificateInput,
+  ): Promise<ClientCertificateBinding | PendingConfiguration> {
     return this.json('bindClientCertificate', { params: { id: principalId }, body });
+  }
+  /** A service principal registers its own certificate: a credential it may decide with. */
+  bindOwnClientCertificate(body: ClientCertificateInput): Promise<ClientCertificateBinding> {
+    return this.json('bindOwnClientCertificate', { body });
   }
   listClientCertificates(query: PageQuery & { principal_id?: string } = {}): Promise<Page<ClientCertificateBinding>> {
     return this.json('listClientCertificates', { query: { ...query } });
   }
   deleteClientCertificate(id: string): Promise<{ id: string; deleted: boolean }> {
     return this.json('deleteClientCertificate', { params: { id } });
+  }
+
+  /**
+   * Registers the public key a service principal signs its `renewal-requests` messages with (an admin, for a
+   * service principal of its org). Send a public JWK or an SPKI PEM, never the private key.
+   */
+  registerIntakeKey(principalId: string, body: IntakeKeyInput): Promise<IntakeKey> {
+    return this.json('registerIntakeKey', { params: { id: principalId }, body });
+  }
+  /** The same, by the service principal for itself. */
+  registerOwnIntakeKey(body: IntakeKeyInput): Promise<IntakeKey> {
+    return this.json('registerOwnIntakeKey', { body });
+  }
+  listIntakeKeys(query: PageQuery & { principal_id?: string } = {}): Promise<Page<IntakeKey>> {
+    return this.json('listIntakeKeys', { query: { ...query } });
+  }
+  /** Messages signed with a revoked key are refused (intake_revoked_key). */
+  revokeIntakeKey(id: string): Promise<IntakeKey> {
+    return this.json('revokeIntakeKey', { params: { id } });
   }
 
   requestCertificate(body: CertificateRequest, opts: IdempotencyOptions = {}): Promise<RequestResult> {

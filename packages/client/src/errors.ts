@@ -7,6 +7,7 @@ export type KnownErrorCode =
   | 'unauthenticated'
   | 'forbidden'
   | 'two_person_integrity'
+  | 'enrollment_credential'
   | 'not_found'
   | 'validation_failed'
   | 'invalid_csr'

@@ -4,7 +4,7 @@
  * OpenAPI document (both ways: nothing called that the server lacks, nothing
  * served that the client lacks) covers the whole client.
  */
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface RouteSpec {
   readonly method: HttpMethod;
@@ -19,6 +19,13 @@ export interface RouteSpec {
 
 export const ROUTES = {
   me: { method: 'GET', path: '/api/v1/me' },
+  getOrg: { method: 'GET', path: '/api/v1/org' },
+
+  listConfigRequests: { method: 'GET', path: '/api/v1/configuration-requests' },
+  getConfigRequest: { method: 'GET', path: '/api/v1/configuration-requests/{id}' },
+  approveConfigRequest: { method: 'POST', path: '/api/v1/configuration-requests/{id}/approve' },
+  rejectConfigRequest: { method: 'POST', path: '/api/v1/configuration-requests/{id}/reject' },
+  cancelConfigRequest: { method: 'POST', path: '/api/v1/configuration-requests/{id}/cancel' },
 
   listProfiles: { method: 'GET', path: '/api/v1/profiles' },
   createProfile: { method: 'POST', path: '/api/v1/profiles' },
@@ -27,11 +34,19 @@ export const ROUTES = {
 
   listPrincipals: { method: 'GET', path: '/api/v1/principals' },
   createPrincipal: { method: 'POST', path: '/api/v1/principals' },
+  updatePrincipal: { method: 'PATCH', path: '/api/v1/principals/{id}' },
   createApiKey: { method: 'POST', path: '/api/v1/principals/{id}/api-keys' },
+  listApiKeys: { method: 'GET', path: '/api/v1/principals/{id}/api-keys' },
+  mintOwnApiKey: { method: 'POST', path: '/api/v1/me/api-keys' },
   revokeApiKey: { method: 'DELETE', path: '/api/v1/api-keys/{id}' },
   bindClientCertificate: { method: 'POST', path: '/api/v1/principals/{id}/client-certificates' },
+  bindOwnClientCertificate: { method: 'POST', path: '/api/v1/me/client-certificates' },
   listClientCertificates: { method: 'GET', path: '/api/v1/client-certificates' },
   deleteClientCertificate: { method: 'DELETE', path: '/api/v1/client-certificates/{id}' },
+  registerIntakeKey: { method: 'POST', path: '/api/v1/principals/{id}/intake-keys' },
+  registerOwnIntakeKey: { method: 'POST', path: '/api/v1/me/intake-keys' },
+  listIntakeKeys: { method: 'GET', path: '/api/v1/intake-keys' },
+  revokeIntakeKey: { method: 'DELETE', path: '/api/v1/intake-keys/{id}' },
 
   requestCertificate: { method: 'POST', path: '/api/v1/certificates' },
   listCertificates: { method: 'GET', path: '/api/v1/certificates' },

@@ -24,7 +24,62 @@ export interface Principal {
   email: string | null;
   role: Role | string;
   kind: 'user' | 'service' | string;
+  /** The principal or system actor that created it. */
+  created_by: string;
+  disabled: boolean;
   created_at: string;
+}
+
+/** A change that could weaken the gate, waiting for a second admin (the org is two-person ready). */
+export interface ConfigRequest {
+  id: string;
+  kind:
+    | 'principal_create'
+    | 'principal_update'
+    | 'profile_create'
+    | 'profile_update'
+    | 'api_key_create'
+    | 'client_certificate_create';
+  target_id: string;
+  summary: string;
+  change: unknown;
+  justification: string;
+  state: 'pending' | 'approved' | 'rejected' | 'expired' | 'cancelled';
+  requested_by: string;
+  requested_at: string;
+  expires_at: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_note: string | null;
+}
+
+/** The 202 answer of a change that now waits for another admin. */
+export interface PendingConfiguration {
+  configuration_request: ConfigRequest;
+  /** For a key made for someone else: shown only now, works once approved. */
+  key?: string;
+}
+
+export interface OrgStatus {
+  id: string;
+  name: string;
+  two_person_ready: boolean;
+  enabled_admins: number;
+  warning: string | null;
+}
+
+/** How the caller authenticated: only an own credential may vote or decide. */
+export interface CallerCredential {
+  kind: 'api_key' | 'client_certificate';
+  id: string;
+  /** false: an enrollment credential (made for the principal by someone else); mint an own key with it. */
+  own: boolean;
+  created_by: string;
+}
+
+export interface Me extends Principal {
+  org_id: string;
+  credential: CallerCredential;
 }
 
 export interface CreatedApiKey {
@@ -35,6 +90,30 @@ export interface CreatedApiKey {
   name: string | null;
   expires_at: string | null;
   created_at: string;
+  created_by: string;
+  /** own: the principal minted it for itself and may decide with it; enrollment: made for it by someone else. */
+  purpose: 'own' | 'enrollment';
+}
+
+/** A key as listed (never its secret). */
+export interface ApiKeyInfo {
+  id: string;
+  principal_id: string;
+  name: string | null;
+  created_by: string;
+  purpose: 'own' | 'enrollment';
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  enrollment_used_at: string | null;
+}
+
+export interface PrincipalChange {
+  role?: Role | string;
+  email?: string | null;
+  disabled?: boolean;
+  /** Why, for the second admin when the org is two-person ready. */
+  justification?: string;
 }
 
 /** A client certificate bound to a (service) principal for mTLS. */
@@ -56,6 +135,28 @@ export interface ClientCertificateInput {
   name?: string;
 }
 
+/** A public key a service principal signs its `renewal-requests` messages with; `id` is the JWS `kid`. */
+export interface IntakeKey {
+  id: string;
+  org_id: string;
+  principal_id: string;
+  alg: 'ES256' | 'EdDSA' | 'RS256';
+  /** The public key as a JWK, with kid, alg and use. */
+  public_key: Record<string, string>;
+  /** RFC 7638 JWK thumbprint (SHA-256, base64url). */
+  thumbprint: string;
+  name: string | null;
+  created_by: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface IntakeKeyInput {
+  /** A public JWK or an SPKI PEM (`-----BEGIN PUBLIC KEY-----`); a private key is refused. */
+  public_key: Record<string, unknown> | string;
+  name?: string;
+}
+
 export interface Profile {
   id: string;
   name: string;
@@ -70,6 +171,8 @@ export interface Profile {
   escalation_after: string | null;
   renew_before_days: number;
   escalation_contacts: string[];
+  /** COUNTERSIGN_APPROVAL_BYPASS may auto-approve it (never a production environment). */
+  allow_bypass: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -87,6 +190,8 @@ export interface ProfileInput {
   escalation_after?: string | null;
   renew_before_days?: number;
   escalation_contacts?: string[];
+  allow_bypass?: boolean;
+  justification?: string;
 }
 
 export interface CertificateVersion {

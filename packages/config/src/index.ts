@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseDuration } from '@countersign/domain';
 
 /**
@@ -48,6 +49,11 @@ export interface Config {
   auditSigningKeyFile: string;
   /** Generate the signing key when the file is missing (dev); set false in production so a lost key stops start-up. */
   auditSigningKeyCreate: boolean;
+  /**
+   * Key id (32 hex digits) of the signing key being replaced on purpose; null: a key other than the one that
+   * signed the newest checkpoints stops start-up (docs/operator-guide.md, "Rotate the audit signing key").
+   */
+  auditSigningKeyRotateFrom: string | null;
   /** How often the reaper signs a checkpoint of every org's chain. */
   auditCheckpointIntervalMs: number;
   caDir: string;
@@ -72,6 +78,8 @@ export interface Config {
   idempotencyPruneIntervalMs: number;
   /** How long a stored Idempotency-Key answer is replayed before the reaper forgets it. */
   idempotencyTtlMs: number;
+  /** Oldest `iat` a signed `renewal-requests` message may carry (api); below COUNTERSIGN_IDEMPOTENCY_TTL. */
+  intakeMaxAgeMs: number;
   /** How often each reaper refreshes the gauges it exports (pending approvals, queue depths). */
   gaugeRefreshMs: number;
   /** Rows one reaper task handles per transaction. */
@@ -89,6 +97,19 @@ export interface Config {
   maxOpenRequests: number;
   /** mTLS listener of the api (client certificates required); null when not configured. */
   tls: TlsConfig | null;
+  /** The installation's BullMQ dashboard on the api (/admin/queues); null (the default): not mounted at all. */
+  queueDashboard: QueueDashboardConfig | null;
+}
+
+/**
+ * The queues are shared by every org, so the board opens only with a credential of the installation's
+ * operator, never an org's API key. The environment holds the token's SHA-256 (no secret), or the path
+ * of a file holding the token itself (a mounted secret), which the api reads and hashes at start.
+ */
+export interface QueueDashboardConfig {
+  token: { sha256: string } | { file: string };
+  /** Pause, retry, add, clean and the like from the board; false: read-only, refused by the server. */
+  writes: boolean;
 }
 
 export interface TlsConfig {
@@ -119,17 +140,61 @@ function optional(env: Env, name: string): string | null {
 }
 
 function url(env: Env, name: string, protocols: string[], fallback?: string): string {
-  const v = str(env, name, fallback);
+  return checkedUrl(P + name, str(env, name, fallback), protocols);
+}
+
+// Errors never quote the value: it may hold a password.
+function checkedUrl(variable: string, v: string, protocols: string[]): string {
+  // The URL parser would trim it, but the raw value is what reaches the drivers.
+  if (/\s/.test(v)) throw new ConfigError(variable, 'contains whitespace or a line break');
   let parsed: URL;
   try {
     parsed = new URL(v);
   } catch {
-    throw new ConfigError(P + name, 'is not a valid URL');
+    throw new ConfigError(variable, 'is not a valid URL');
   }
   if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(P + name, `must use one of ${protocols.join(', ')} (got ${parsed.protocol})`);
+    throw new ConfigError(variable, `must use one of ${protocols.join(', ')} (got ${parsed.protocol})`);
   }
   return v;
+}
+
+/**
+ * A secret from COUNTERSIGN_<name>, or from the file named by
+ * COUNTERSIGN_<name>_FILE, so that it stays out of the environment (`docker
+ * inspect`, /proc/<pid>/environ, crash reports): docker-compose.yml and the
+ * Kubernetes manifests mount such files. One trailing newline is dropped.
+ * `variable` is the one to name in errors; null when neither is set.
+ */
+export function secretFromEnv(env: Env, name: string): { value: string; variable: string } | null {
+  const variable = P + name;
+  const fileVariable = `${variable}_FILE`;
+  const direct = env[variable];
+  const file = env[fileVariable];
+  if (file === undefined || file === '')
+    return direct === undefined || direct === '' ? null : { value: direct, variable };
+  if (direct !== undefined && direct !== '') {
+    throw new ConfigError(fileVariable, `and ${variable} are both set; set only one`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(fileVariable, `names ${file}, which cannot be read (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const value = text.replace(/\r?\n$/, '');
+  if (value === '') throw new ConfigError(fileVariable, `names ${file}, which is empty`);
+  return { value, variable: fileVariable };
+}
+
+/** A URL that may carry a password: COUNTERSIGN_<name> or COUNTERSIGN_<name>_FILE. */
+function secretUrl(env: Env, name: string, protocols: string[]): string | null {
+  const s = secretFromEnv(env, name);
+  return s === null ? null : checkedUrl(s.variable, s.value, protocols);
+}
+
+function requiredSecret(name: string): never {
+  throw new ConfigError(P + name, `is required (or ${P}${name}_FILE naming a file that holds it)`);
 }
 
 function int(env: Env, name: string, fallback: number, min: number, max: number): number {
@@ -157,6 +222,15 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (['true', '1', 'yes'].includes(raw.toLowerCase())) return true;
   if (['false', '0', 'no'].includes(raw.toLowerCase())) return false;
   throw new ConfigError(P + name, `must be true or false (got "${raw}")`);
+}
+
+/** An audit signing key id as start-up and the checkpoints print it: 32 lower-case hex digits. */
+function keyId(env: Env, name: string): string | null {
+  const v = optional(env, name);
+  if (v !== null && !/^[0-9a-f]{32}$/.test(v)) {
+    throw new ConfigError(P + name, `must be a key id of 32 lower-case hex digits (got "${v}")`);
+  }
+  return v;
 }
 
 function oneOf<T extends string>(env: Env, name: string, values: readonly T[], fallback: T): T {
@@ -213,17 +287,72 @@ function expiryConcurrency(env: Env, poolSize: number): number {
   return n;
 }
 
+/** SHA-256 of the empty string: a hash of no token at all. */
+const SHA256_OF_NOTHING = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+function queueDashboardConfig(env: Env): QueueDashboardConfig | null {
+  const sha256 = optional(env, 'QUEUE_DASHBOARD_TOKEN_SHA256');
+  const file = optional(env, 'QUEUE_DASHBOARD_TOKEN_FILE');
+  const writes = bool(env, 'QUEUE_DASHBOARD_WRITES', false);
+  if (sha256 !== null && file !== null) {
+    throw new ConfigError(
+      `${P}QUEUE_DASHBOARD_TOKEN_FILE`,
+      `cannot be set together with ${P}QUEUE_DASHBOARD_TOKEN_SHA256: give the operator token one way`,
+    );
+  }
+  if (sha256 === null && file === null) {
+    if (writes) {
+      throw new ConfigError(
+        `${P}QUEUE_DASHBOARD_WRITES`,
+        `has no dashboard to apply to: set ${P}QUEUE_DASHBOARD_TOKEN_SHA256 or ${P}QUEUE_DASHBOARD_TOKEN_FILE (the operator token) to serve it`,
+      );
+    }
+    return null;
+  }
+  if (file !== null) return { token: { file }, writes };
+  const hex = String(sha256).toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) {
+    throw new ConfigError(
+      `${P}QUEUE_DASHBOARD_TOKEN_SHA256`,
+      'must be the SHA-256 of the operator token as 64 hex digits (`countersign dashboard token` prints it)',
+    );
+  }
+  if (hex === SHA256_OF_NOTHING) {
+    throw new ConfigError(`${P}QUEUE_DASHBOARD_TOKEN_SHA256`, 'is the SHA-256 of an empty token');
+  }
+  return { token: { sha256: hex }, writes };
+}
+
+/**
+ * How old a signed intake message may be. A message is refused as replayed by
+ * its idempotency record, which the reaper forgets after
+ * COUNTERSIGN_IDEMPOTENCY_TTL: the window (plus the 60 s of clock skew allowed
+ * for an `iat` in the future) must end before the record does, or an old copy
+ * could be filed again.
+ */
+function intakeMaxAge(env: Env): number {
+  const ms = duration(env, 'INTAKE_MAX_AGE', '15m');
+  const ttl = duration(env, 'IDEMPOTENCY_TTL', '24h');
+  if (ms + 60_000 >= ttl) {
+    throw new ConfigError(
+      `${P}INTAKE_MAX_AGE`,
+      `must be more than 60s shorter than ${P}IDEMPOTENCY_TTL (${env[`${P}IDEMPOTENCY_TTL`] ?? '24h'}): a message older than the replay records could be filed twice`,
+    );
+  }
+  return ms;
+}
+
 export function loadConfig(service: ServiceName, env: Env = process.env): Config {
   const databasePoolSize = int(env, 'DATABASE_POOL_SIZE', 10, 1, 200);
   return {
-    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
-    migrationDatabaseUrl: optional(env, 'MIGRATION_DATABASE_URL'),
+    databaseUrl: secretUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']) ?? requiredSecret('DATABASE_URL'),
+    migrationDatabaseUrl: secretUrl(env, 'MIGRATION_DATABASE_URL', ['postgres:', 'postgresql:']),
     databasePoolSize,
     databaseIdleTimeoutMs: duration(env, 'DATABASE_IDLE_TIMEOUT', '10m'),
     databaseStatementCache: int(env, 'DATABASE_STATEMENT_CACHE', 200, 0, 5000),
-    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:'], 'redis://127.0.0.1:6379'),
+    redisUrl: secretUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
     queuePrefix: str(env, 'QUEUE_PREFIX', '{countersign}'),
-    smtpUrl: optional(env, 'SMTP_URL') === null ? null : url(env, 'SMTP_URL', ['smtp:', 'smtps:']),
+    smtpUrl: secretUrl(env, 'SMTP_URL', ['smtp:', 'smtps:']),
     mailFrom: str(env, 'MAIL_FROM', 'Countersign <countersign@localhost>'),
     publicUrl: url(env, 'PUBLIC_URL', ['http:', 'https:'], 'http://localhost:8080'),
     approvalTimeoutMs: duration(env, 'APPROVAL_TIMEOUT', '168h'),
@@ -232,6 +361,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     auditVerifyOnStart: oneOf(env, 'AUDIT_VERIFY_ON_START', ['full', 'tail', 'off'] as const, 'full'),
     auditSigningKeyFile: str(env, 'AUDIT_SIGNING_KEY_FILE', '.data/audit/checkpoint-signing-key.pem'),
     auditSigningKeyCreate: bool(env, 'AUDIT_SIGNING_KEY_CREATE', true),
+    auditSigningKeyRotateFrom: keyId(env, 'AUDIT_SIGNING_KEY_ROTATE_FROM'),
     auditCheckpointIntervalMs: duration(env, 'AUDIT_CHECKPOINT_INTERVAL', '1h'),
     caDir: str(env, 'CA_DIR', '.data/ca'),
     caCertFile: optional(env, 'CA_CERT_FILE'),
@@ -253,6 +383,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     auditVerifyIntervalMs: duration(env, 'AUDIT_VERIFY_INTERVAL', '1h'),
     idempotencyPruneIntervalMs: duration(env, 'IDEMPOTENCY_PRUNE_INTERVAL', '1h'),
     idempotencyTtlMs: duration(env, 'IDEMPOTENCY_TTL', '24h'),
+    intakeMaxAgeMs: intakeMaxAge(env),
     gaugeRefreshMs: duration(env, 'REAPER_GAUGE_INTERVAL', '15s'),
     reaperBatchSize: int(env, 'REAPER_BATCH_SIZE', 100, 1, 10_000),
     reaperExpiryConcurrency: expiryConcurrency(env, databasePoolSize),
@@ -262,5 +393,6 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     rateLimitDecidePerMinute: int(env, 'RATE_LIMIT_DECIDE', 600, 0, 1_000_000),
     maxOpenRequests: int(env, 'MAX_OPEN_REQUESTS', 1000, 0, 1_000_000),
     tls: tlsConfig(env),
+    queueDashboard: queueDashboardConfig(env),
   };
 }

@@ -18,6 +18,12 @@ export async function findApprovalById(ex: Executor, id: string) {
   return ex.selectFrom('approval_requests').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** Does the request's profile allow the approval bypass (a per-profile permission, never in production)? */
+export async function profileAllowsBypass(ex: Executor, profileId: string): Promise<boolean> {
+  const row = await ex.selectFrom('profiles').select('allow_bypass').where('id', '=', profileId).executeTakeFirst();
+  return row?.allow_bypass === true;
+}
+
 /** Locks the request so concurrent decisions serialize and exactly one wins. */
 export async function lockApproval(ex: Executor, orgId: string, id: string) {
   return ex
@@ -65,16 +71,17 @@ export async function lockForDecision(
   ex: Executor,
   orgId: string,
   id: string,
-): Promise<{ approval: ApprovalRow; approvers: string[] } | undefined> {
+  deciderId: string,
+): Promise<{ approval: ApprovalRow; approvers: string[]; relatedToRequester: boolean } | undefined> {
   const approval = await lockApproval(ex, orgId, id);
   if (!approval) return undefined;
-  const rows = await ex
-    .selectFrom('profile_approvers')
-    .select('principal_id')
-    .where('profile_id', '=', approval.profile_id)
-    .orderBy('principal_id')
-    .execute();
-  return { approval, approvers: rows.map((r) => r.principal_id) };
+  // The decider's provenance rides along with the approvers: one round trip for both.
+  const { rows } = await sql<{ approvers: string[]; related: boolean }>`
+    SELECT coalesce((SELECT array_agg(principal_id::text ORDER BY principal_id) FROM profile_approvers
+                      WHERE profile_id = ${approval.profile_id}), '{}') AS approvers,
+           principals_related(${deciderId}, ${approval.requested_by}) AS related`.execute(ex);
+  const row = rows[0];
+  return { approval, approvers: row?.approvers ?? [], relatedToRequester: row?.related !== false };
 }
 
 /**
@@ -91,6 +98,8 @@ export async function castVote(
     voterType: string;
     requestedBy: string;
     note: string | null;
+    /** The voter's own credential (the vote guard checks it is one). */
+    credential: { kind: string; id: string };
   },
 ): Promise<VoteRow[]> {
   const { rows } = await sql<VoteRow>`
@@ -104,6 +113,8 @@ export async function castVote(
           voter_type: v.voterType,
           requested_by: v.requestedBy,
           note: v.note,
+          credential_kind: v.credential.kind,
+          credential_id: v.credential.id,
         })
         .returningAll()}
     )
@@ -133,6 +144,8 @@ export async function markDecided(
     decidedBy: string;
     decidedByType: string;
     note: string | null;
+    /** A principal decides with its own credential; system actors with none. */
+    credential: { kind: string; id: string } | null;
   },
 ): Promise<ApprovalRow | undefined> {
   return ex
@@ -143,6 +156,8 @@ export async function markDecided(
       decided_by_type: d.decidedByType,
       decided_at: new Date(),
       decision_note: d.note,
+      decided_credential_kind: d.credential?.kind ?? null,
+      decided_credential_id: d.credential?.id ?? null,
     })
     .where('id', '=', d.id)
     .where('state', '=', 'pending')

@@ -19,10 +19,20 @@ import type { Executor } from './database.ts';
 export const AUDIT_ACTIONS = [
   'org_created',
   'principal_created',
+  'principal_updated',
+  'config_request_submitted',
+  'config_request_approved',
+  'config_request_rejected',
+  'config_request_cancelled',
+  'config_request_expired',
   'api_key_created',
   'api_key_revoked',
   'client_certificate_registered',
   'client_certificate_deleted',
+  'intake_key_registered',
+  'intake_key_revoked',
+  /** A `renewal-requests` message refused before anything was written (its reason, kid and queue job). */
+  'intake_message_rejected',
   'profile_created',
   'profile_updated',
   'certificate_requested',
@@ -39,6 +49,8 @@ export const AUDIT_ACTIONS = [
   'job_cancelled',
   'certificate_issued',
   'issuance_failed',
+  /** The checkpoint signing key was replaced on purpose (COUNTERSIGN_AUDIT_SIGNING_KEY_ROTATE_FROM). */
+  'audit_signing_key_rotated',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -38,6 +38,8 @@ export async function insertVersion(
     notAfter: Date;
     leafPem: string;
     chainPem: string;
+    /** The DNS names the signed leaf carries (the database compares them with the approved names). */
+    sans: readonly string[];
   },
 ) {
   return ex
@@ -53,6 +55,7 @@ export async function insertVersion(
       not_after: v.notAfter,
       leaf_pem: v.leafPem,
       chain_pem: v.chainPem,
+      sans: [...v.sans],
     })
     .returningAll()
     .executeTakeFirstOrThrow();

@@ -20,6 +20,11 @@ export interface ClientCertificatesTable {
   match_value: string;
   name: string | null;
   created_by: string;
+  /** For a binding made by someone else (an enrollment credential): when it minted the principal's own key. */
+  enrollment_used_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** For an own binding: the credential of the same principal it was registered with. */
+  enrolled_via_kind: string | null;
+  enrolled_via: string | null;
   created_at: Timestamp;
 }
 export type ClientCertificateRow = Selectable<ClientCertificatesTable>;
@@ -38,18 +43,25 @@ export interface NewBinding {
   readonly matchValue: string;
   readonly name: string | null;
   readonly createdBy: string;
+  /** For an own binding: the credential of the same principal it is registered with. */
+  readonly enrolledVia: { kind: 'api_key' | 'client_certificate'; id: string } | null;
+  /** Chosen up front when a configuration request names the binding before it exists. */
+  readonly id?: string | undefined;
 }
 
 export async function insertBinding(ex: Executor, b: NewBinding): Promise<ClientCertificateRow> {
   return q(ex)
     .insertInto('client_certificates')
     .values({
+      ...(b.id ? { id: b.id } : {}),
       org_id: b.orgId,
       principal_id: b.principalId,
       match_kind: b.matchKind,
       match_value: b.matchValue,
       name: b.name,
       created_by: b.createdBy,
+      enrolled_via_kind: b.enrolledVia?.kind ?? null,
+      enrolled_via: b.enrolledVia?.id ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -107,12 +119,22 @@ export async function findPrincipalsForCertificate(
     kind: string;
     name: string;
     disabled_at: Date | null;
+    created_by: string;
   }[]
 > {
   return q(ex)
     .selectFrom('client_certificates as c')
     .innerJoin('principals as p', 'p.id', 'c.principal_id')
-    .select(['c.id as binding_id', 'p.id as principal_id', 'p.org_id', 'p.role', 'p.kind', 'p.name', 'p.disabled_at'])
+    .select([
+      'c.id as binding_id',
+      'p.id as principal_id',
+      'p.org_id',
+      'p.role',
+      'p.kind',
+      'p.name',
+      'p.disabled_at',
+      'c.created_by',
+    ])
     .where((eb) =>
       eb.or([
         eb.and([eb('c.match_kind', '=', 'fingerprint'), eb('c.match_value', '=', fingerprint)]),

@@ -43,15 +43,22 @@ export async function lockJobForIssuance(ex: Executor, id: string) {
     .leftJoin('approval_requests as a', 'a.job_id', 'j.id')
     .leftJoin('profiles as p', (join) => join.onRef('p.id', '=', 'j.profile_id').onRef('p.org_id', '=', 'j.org_id'))
     .selectAll('j')
-    .select(['a.state as approval_state', 'p.issuer as profile_issuer', 'p.validity_days as profile_validity_days'])
+    .select([
+      'a.state as approval_state',
+      'a.domains as approval_domains',
+      'p.issuer as profile_issuer',
+      'p.validity_days as profile_validity_days',
+    ])
     .where('j.id', '=', id)
     .forUpdate('j')
     .executeTakeFirst();
   if (!row) return undefined;
-  const { approval_state, profile_issuer, profile_validity_days, ...job } = row;
+  const { approval_state, approval_domains, profile_issuer, profile_validity_days, ...job } = row;
   return {
     job,
     approvalState: approval_state,
+    /** The names the approvers were shown: what a gated job's certificate must carry. */
+    approvedNames: approval_domains,
     profile:
       profile_issuer === null || profile_validity_days === null
         ? null

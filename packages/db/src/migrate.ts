@@ -14,6 +14,10 @@ import * as pendingQueueIndex from './migrations/0011-pending-queue-index.ts';
 import * as auditBatchStaging from './migrations/0012-audit-batch-staging.ts';
 import * as outboxNotifyNewestId from './migrations/0013-outbox-notify-newest-id.ts';
 import * as outboxDeadLetters from './migrations/0014-outbox-dead-letters.ts';
+import * as gateGuardsItself from './migrations/0015-the-gate-guards-itself.ts';
+import * as configurationRequests from './migrations/0016-configuration-requests.ts';
+import * as intakeKeys from './migrations/0018-intake-keys.ts';
+import * as listIndexes from './migrations/0019-list-indexes.ts';
 
 /** Migrations are listed here, in order; a static list works the same under tsx, vitest and a bundle. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -31,6 +35,10 @@ const MIGRATIONS: Record<string, Migration> = {
   '0012-audit-batch-staging': auditBatchStaging,
   '0013-outbox-notify-newest-id': outboxNotifyNewestId,
   '0014-outbox-dead-letters': outboxDeadLetters,
+  '0015-the-gate-guards-itself': gateGuardsItself,
+  '0016-configuration-requests': configurationRequests,
+  '0018-intake-keys': intakeKeys,
+  '0019-list-indexes': listIndexes,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -24,8 +24,8 @@ afterAll(async () => tdb?.drop());
 
 async function principal(orgId: string, name: string, role: string, disabled = false): Promise<string> {
   const r = await tdb.superuser<{ id: string }>(
-    `INSERT INTO principals (org_id, name, email, role, kind, disabled_at)
-     VALUES ($1, $2, $2 || '@example.test', $3, 'user', CASE WHEN $4 THEN now() END) RETURNING id`,
+    `INSERT INTO principals (org_id, name, email, role, kind, disabled_at, created_by)
+     VALUES ($1, $2, $2 || '@example.test', $3, 'user', CASE WHEN $4 THEN now() END, 'system-bootstrap') RETURNING id`,
     [orgId, name, role, disabled],
   );
   return r.rows[0]?.id ?? '';
@@ -60,15 +60,22 @@ describe('eligible approvers', () => {
       `INSERT INTO profile_approvers (profile_id, org_id, principal_id) SELECT $1, $2, unnest($3::uuid[])`,
       [org.gated.id, org.orgId, [org.requester.id, org.auditor.id, disabledOp]],
     );
-    const ids = (await findEligibleApprovers(tdb.handle.db, org.orgId, org.gated.id)).map((p) => p.id).sort();
+    // For a request of the scheduler (related to nobody) ...
+    const eligible = (profileId: string, requestedBy = 'system-scheduler') =>
+      findEligibleApprovers(tdb.handle.db, org.orgId, profileId, requestedBy);
+    const ids = (await eligible(org.gated.id)).map((p) => p.id).sort();
     expect(ids).toEqual([org.admin.id, org.operator1.id, org.operator2.id].sort());
     expect(ids).not.toContain(unlisted);
     expect(ids).not.toContain(disabledAdmin);
     expect(ids).not.toContain(other.admin.id);
     // A profile without listed approvers: the admins alone.
-    expect((await findEligibleApprovers(tdb.handle.db, org.orgId, org.open.id)).map((p) => p.id)).toEqual([
-      org.admin.id,
-    ]);
+    expect((await eligible(org.open.id)).map((p) => p.id)).toEqual([org.admin.id]);
+    // ... and for the requester's: the admin created it, so it is no second person and gets no mail.
+    expect((await eligible(org.gated.id, org.requester.id)).map((p) => p.id).sort()).toEqual(
+      [org.operator1.id, org.operator2.id].sort(),
+    );
+    // An operator's own request: never itself, and not the admin who created it.
+    expect((await eligible(org.gated.id, org.operator1.id)).map((p) => p.id)).toEqual([org.operator2.id]);
   });
 });
 
@@ -230,8 +237,9 @@ describe("a request's mail facts", () => {
       votes: 0,
     });
     await tdb.superuser(
-      `INSERT INTO approval_votes (approval_id, org_id, voter_id, voter_type, requested_by) VALUES ($1, $2, $3, 'user', $4)`,
-      [approvalId, org.orgId, org.operator1.id, org.requester.id],
+      `INSERT INTO approval_votes (approval_id, org_id, voter_id, voter_type, requested_by, credential_kind, credential_id)
+       VALUES ($1, $2, $3, 'user', $4, 'api_key', $5)`,
+      [approvalId, org.orgId, org.operator1.id, org.requester.id, org.operator1.keyId],
     );
     expect((await findMailFacts(tdb.handle.db, a)).votes).toBe(1);
     // Another org's ids find nothing of this org's.

@@ -22,6 +22,10 @@ export interface OutboxEvents {
   'approvals.expired': { approval_ids: string[] };
   /** A certificate version was recorded. */
   'certificate.issued': { job_id: string; version_id: string };
+  /** A configuration change waits for another admin. */
+  'config.submitted': { config_request_id: string };
+  /** A configuration request reached a terminal state. */
+  'config.decided': { config_request_id: string; outcome: string };
 }
 export type OutboxTopic = keyof OutboxEvents;
 
@@ -32,6 +36,8 @@ export const OUTBOX_TOPICS = Object.keys({
   'approval.decided': true,
   'approvals.expired': true,
   'certificate.issued': true,
+  'config.submitted': true,
+  'config.decided': true,
 } satisfies Record<OutboxTopic, true>) as readonly OutboxTopic[];
 
 export interface OutboxRow {

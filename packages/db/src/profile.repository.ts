@@ -14,16 +14,24 @@ export interface ProfileFields {
   escalation_after_seconds: number | null;
   renew_before_days: number;
   escalation_contacts: string[];
+  /** The approval bypass may decide this profile's requests; only non-production environments may allow it. */
+  allow_bypass: boolean;
 }
 
 export interface ProfileWithApprovers extends ProfileRow {
   approvers: string[];
 }
 
-export async function insertProfile(ex: Executor, orgId: string, f: ProfileFields, approvers: readonly string[]) {
+export async function insertProfile(
+  ex: Executor,
+  orgId: string,
+  f: ProfileFields,
+  approvers: readonly string[],
+  id?: string,
+) {
   const row = await ex
     .insertInto('profiles')
-    .values({ org_id: orgId, ...f })
+    .values({ ...(id ? { id } : {}), org_id: orgId, ...f })
     .returningAll()
     .executeTakeFirstOrThrow();
   await replaceApprovers(ex, orgId, row.id, approvers);
@@ -49,12 +57,20 @@ export async function updateProfile(
   return { ...row, approvers: [...approvers] };
 }
 
+/**
+ * Removes the approvers no longer listed and inserts only the new ones, so an
+ * inserted row always means an approver was added (which, once the org is
+ * two-person ready, another admin must have approved: migration 0016).
+ */
 async function replaceApprovers(ex: Executor, orgId: string, profileId: string, approvers: readonly string[]) {
-  await ex.deleteFrom('profile_approvers').where('profile_id', '=', profileId).execute();
+  let removal = ex.deleteFrom('profile_approvers').where('profile_id', '=', profileId);
+  if (approvers.length > 0) removal = removal.where('principal_id', 'not in', [...approvers]);
+  await removal.execute();
   if (approvers.length === 0) return;
   await ex
     .insertInto('profile_approvers')
     .values(approvers.map((principal_id) => ({ profile_id: profileId, org_id: orgId, principal_id })))
+    .onConflict((oc) => oc.columns(['profile_id', 'principal_id']).doNothing())
     .execute();
 }
 

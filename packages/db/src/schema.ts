@@ -17,6 +17,8 @@ export interface PrincipalsTable {
   email: string | null;
   role: string;
   kind: Generated<string>;
+  /** A principal id or a system actor; never changes (migration 0015). */
+  created_by: string;
   created_at: Timestamp;
   disabled_at: NullableTimestamp;
 }
@@ -27,6 +29,13 @@ export interface ApiKeysTable {
   principal_id: string;
   name: string | null;
   secret_hash: Buffer;
+  /** The principal itself (an own key) or whoever minted it for the principal (an enrollment key). */
+  created_by: string;
+  /** For an own key: the credential of the same principal it was minted with. */
+  enrolled_via_kind: string | null;
+  enrolled_via: string | null;
+  /** For an enrollment key: when it minted the principal's own credential (once). */
+  enrollment_used_at: NullableTimestamp;
   created_at: Timestamp;
   expires_at: NullableTimestamp;
   revoked_at: NullableTimestamp;
@@ -46,6 +55,8 @@ export interface ProfilesTable {
   escalation_after_seconds: number | null;
   renew_before_days: Generated<number>;
   escalation_contacts: Generated<string[]>;
+  /** The approval bypass may decide this profile's requests (never a production environment). */
+  allow_bypass: Generated<boolean>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -111,6 +122,9 @@ export interface ApprovalRequestsTable {
   decided_by_type: string | null;
   decided_at: NullableTimestamp;
   decision_note: string | null;
+  /** The decider's own credential (null for system deciders and rows from before migration 0015). */
+  decided_credential_kind: string | null;
+  decided_credential_id: string | null;
 }
 
 export interface ApprovalVotesTable {
@@ -121,6 +135,9 @@ export interface ApprovalVotesTable {
   requested_by: string;
   note: string | null;
   voted_at: Timestamp;
+  /** The voter's own credential the vote was cast with (null only for votes from before migration 0015). */
+  credential_kind: string | null;
+  credential_id: string | null;
 }
 
 export interface CertificateVersionsTable {
@@ -133,6 +150,8 @@ export interface CertificateVersionsTable {
   fingerprint_sha256: string;
   not_before: Timestamp;
   not_after: Timestamp;
+  /** The DNS names of the signed leaf; the database requires them to equal the approved names. */
+  sans: string[];
   leaf_pem: string;
   chain_pem: string;
   created_at: Timestamp;
@@ -146,6 +165,25 @@ export interface IdempotencyKeysTable {
   response_status: number;
   response_body: unknown;
   created_at: Timestamp;
+  /** Intake queue answers: the BullMQ job that carried the message and the SHA-256 of what was signed (0018). */
+  queue_job_id: ColumnType<string | null, string | null | undefined, never>;
+  message_digest: ColumnType<string | null, string | null | undefined, never>;
+}
+
+/** A registered public key of a service principal for signed intake messages (migration 0018). */
+export interface IntakeKeysTable {
+  id: Generated<string>;
+  org_id: string;
+  principal_id: string;
+  alg: string;
+  /** SubjectPublicKeyInfo, DER. */
+  public_key: Buffer;
+  /** RFC 7638 JWK thumbprint, base64url. */
+  thumbprint: string;
+  name: string | null;
+  created_by: string;
+  created_at: Timestamp;
+  revoked_at: NullableTimestamp;
 }
 
 export interface OutboxTable {
@@ -165,6 +203,27 @@ export interface OutboxDeadLettersTable {
   created_at: Timestamp;
   failed_at: Generated<Timestamp>;
   reason: string;
+}
+
+/** A change that could weaken the gate, waiting for another admin (migration 0016). */
+export interface ConfigRequestsTable {
+  id: string;
+  org_id: string;
+  kind: string;
+  target_id: string;
+  change: unknown;
+  summary: string;
+  justification: string;
+  requested_by: string;
+  requested_at: Timestamp;
+  expires_at: Timestamp;
+  state: Generated<string>;
+  decided_by: string | null;
+  decided_by_type: string | null;
+  decided_at: NullableTimestamp;
+  decision_note: string | null;
+  decided_credential_kind: string | null;
+  decided_credential_id: string | null;
 }
 
 export interface AuditHeadsTable {
@@ -217,8 +276,10 @@ export interface Database {
   approval_votes: ApprovalVotesTable;
   certificate_versions: CertificateVersionsTable;
   idempotency_keys: IdempotencyKeysTable;
+  intake_keys: IntakeKeysTable;
   outbox: OutboxTable;
   outbox_dead_letters: OutboxDeadLettersTable;
+  config_requests: ConfigRequestsTable;
   audit_heads: AuditHeadsTable;
   audit_records: AuditRecordsTable;
   audit_staging_batches: AuditStagingBatchesTable;
@@ -232,3 +293,4 @@ export type JobRow = Selectable<JobsTable>;
 export type ApprovalRow = Selectable<ApprovalRequestsTable>;
 export type VoteRow = Selectable<ApprovalVotesTable>;
 export type AuditRow = Selectable<AuditRecordsTable>;
+export type ConfigRequestRow = Selectable<ConfigRequestsTable>;

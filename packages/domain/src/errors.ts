@@ -6,6 +6,8 @@ export const ERROR_STATUS = {
   unauthenticated: 401,
   forbidden: 403,
   two_person_integrity: 403,
+  /** A vote or decision made with a credential someone else created for the principal. */
+  enrollment_credential: 403,
   not_found: 404,
   validation_failed: 400,
   invalid_csr: 400,

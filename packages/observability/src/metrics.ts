@@ -69,6 +69,14 @@ export const metricFactories = {
       labelNames: ['kind', 'outcome'] as const,
       registers: [r],
     }),
+  /** 1 when the org has two enabled admins neither created by the other (SPEC §1.6), else 0. */
+  twoPersonReady: (r: Registry) =>
+    new Gauge({
+      name: 'countersign_org_two_person_ready',
+      help: 'Whether the org is two-person ready (two independent enabled admins): 1 or 0',
+      labelNames: ['org_id'] as const,
+      registers: [r],
+    }),
   queueJobs: (r: Registry) =>
     new Gauge({
       name: 'countersign_queue_jobs',
@@ -95,6 +103,17 @@ export const metricFactories = {
     new Counter({
       name: 'countersign_outbox_dead_letters_total',
       help: 'Outbox rows the relay could not publish (payload breaks the queue contract), kept in outbox_dead_letters',
+      registers: [r],
+    }),
+  /**
+   * Beyond SPEC §7: `renewal-requests` messages the api refused before writing anything (unsigned, forged,
+   * stale, replayed, ...), by reason code. Domain refusals of verified messages are not counted here.
+   */
+  intakeRejected: (r: Registry) =>
+    new Counter({
+      name: 'countersign_intake_rejected_total',
+      help: 'Intake queue messages refused before anything was written, by reason',
+      labelNames: ['reason'] as const,
       registers: [r],
     }),
   auditChainOk: (r: Registry) =>

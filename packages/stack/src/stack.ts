@@ -1,5 +1,6 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensureDevCa } from '@countersign/ca';
 import { createDatabase, migrateToLatest, provisionDatabase } from '@countersign/db';
 import {
   ensureLocalBinaries,
@@ -10,8 +11,10 @@ import {
   startRedis,
   startSmtpSink,
 } from '@countersign/devstack';
+import { loadOrCreateDashboardToken } from './dashboard-token.ts';
 import { type DemoOrg, seedDemo } from './demo-seed.ts';
 import { portAllocator } from './port-allocator.ts';
+import { serviceEnv } from './service-env.ts';
 import {
   BACKGROUND_SERVICES,
   parseNice,
@@ -46,6 +49,8 @@ export interface StackOptions {
   readonly apiPort?: number | undefined;
   readonly env?: NodeJS.ProcessEnv | undefined;
   readonly seedDemo?: boolean | undefined;
+  /** The demo org with a second, independent admin (erin): two-person ready, as `scripts/up.sh` shows it. */
+  readonly demoSecondAdmin?: boolean | undefined;
   readonly echo?: boolean | undefined;
   readonly log?: ((line: string) => void) | undefined;
   readonly queuePrefix?: string | undefined;
@@ -76,7 +81,15 @@ export interface Stack {
   readonly services: ServiceProcess[];
   readonly demo: DemoOrg | null;
   readonly demoKeysFile: string;
-  /** The environment every service gets (without per-replica ports). */
+  /**
+   * The queue dashboard and its operator token (kept in `<dataDir>/queue-dashboard-token`, 0600; the api
+   * gets only its SHA-256). Null when `env` configures the dashboard itself (an empty
+   * COUNTERSIGN_QUEUE_DASHBOARD_TOKEN_SHA256 leaves it unmounted).
+   */
+  readonly queueDashboard: { readonly url: string; readonly token: string; readonly tokenFile: string } | null;
+  /** The offline CA step's directory (root key): given to no service; the issuer gets `<dataDir>/ca`. */
+  readonly caOfflineDir: string;
+  /** The environment the services get (without per-replica ports), before serviceEnv() takes out other services' secrets. */
   readonly env: NodeJS.ProcessEnv;
   metricsUrl(p: ServiceProcess): string;
   /** Starts one more replica of a service. */
@@ -136,11 +149,23 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   if (opts.seedDemo) {
     const handle = createDatabase({ url: urls.appUrl, poolSize: 2 });
     try {
-      demo = await seedDemo(handle.db, demoKeysFile);
+      demo = await seedDemo(handle.db, demoKeysFile, { secondAdmin: opts.demoSecondAdmin === true });
     } finally {
       await handle.close();
     }
   }
+
+  // The offline step, run here for convenience into a directory no service is given.
+  const caOfflineDir = join(dataDir, 'ca-offline');
+  await ensureDevCa({ offlineDir: caOfflineDir, issuerDir: join(dataDir, 'ca') });
+
+  // The queue dashboard is the installation's: its operator token is made once and kept with the data.
+  const dashboardTokenFile = join(dataDir, 'queue-dashboard-token');
+  const dashboardToken =
+    opts.env?.COUNTERSIGN_QUEUE_DASHBOARD_TOKEN_SHA256 === undefined &&
+    opts.env?.COUNTERSIGN_QUEUE_DASHBOARD_TOKEN_FILE === undefined
+      ? await loadOrCreateDashboardToken(dashboardTokenFile)
+      : null;
 
   const ports = portAllocator();
   if (opts.apiPort) ports.reserve(opts.apiPort);
@@ -151,7 +176,6 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     HOME: process.env.HOME,
     NODE_ENV: process.env.NODE_ENV ?? 'development',
     COUNTERSIGN_DATABASE_URL: urls.appUrl,
-    COUNTERSIGN_MIGRATION_DATABASE_URL: urls.ownerUrl,
     COUNTERSIGN_REDIS_URL: redisUrl,
     COUNTERSIGN_PUBLIC_URL: apiUrl,
     COUNTERSIGN_CA_DIR: join(dataDir, 'ca'),
@@ -162,6 +186,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     COUNTERSIGN_LOG_LEVEL: 'info',
     ...(smtpUrl ? { COUNTERSIGN_SMTP_URL: smtpUrl } : {}),
     ...(opts.queuePrefix ? { COUNTERSIGN_QUEUE_PREFIX: opts.queuePrefix } : {}),
+    ...(dashboardToken ? { COUNTERSIGN_QUEUE_DASHBOARD_TOKEN_SHA256: dashboardToken.sha256 } : {}),
     ...opts.env,
   };
 
@@ -176,7 +201,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const metricsPort = await ports.next();
     const p = serviceProcess(name, {
       id,
-      env: { ...env, COUNTERSIGN_METRICS_PORT: String(metricsPort) },
+      env: serviceEnv(name, { ...env, COUNTERSIGN_METRICS_PORT: String(metricsPort) }, { caOfflineDir }),
       logFile: join(dataDir, 'logs', `${id}.log`),
       echo: opts.echo,
       bundled: opts.bundled,
@@ -232,6 +257,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     services,
     demo,
     demoKeysFile,
+    queueDashboard: dashboardToken
+      ? { url: `${apiUrl}/admin/queues`, token: dashboardToken.token, tokenFile: dashboardTokenFile }
+      : null,
+    caOfflineDir,
     env,
     metricsUrl,
     addService: async (name) => {

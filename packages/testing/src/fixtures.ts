@@ -1,16 +1,22 @@
 import { generateKeyAndCsr } from '@countersign/ca/csr-generate';
 import type { Db, ProfileFields, ProfileWithApprovers } from '@countersign/db';
-import type { Principal, Role } from '@countersign/domain';
-import { bootstrapOrg, createApiKey, createPrincipal, saveProfile } from '@countersign/workflow';
+import type { Actor, Caller, Principal, Role } from '@countersign/domain';
+import { bootstrapOrg, createEnrollmentKey, createPrincipal, mintOwnApiKey, saveProfile } from '@countersign/workflow';
 
 /**
  * A demo org as the tests (and the local stack) use it: an admin, two
  * operators who approve the gated profile, a requester, an auditor, and two
- * profiles, one gated and one not. Every principal has an API key.
+ * profiles, one gated and one not. Every principal holds its own API key (it
+ * minted it with the enrollment key an admin or the bootstrap gave it, as a
+ * person would), and the enrollment key is kept for tests of that rule.
  */
-export interface SeededPrincipal extends Principal {
+export interface SeededPrincipal extends Caller {
+  /** The principal's own key: it may vote and decide with it. */
   readonly key: string;
   readonly keyId: string;
+  /** The enrollment key it was given (already used to mint `key`); reads and requests, never decides. */
+  readonly enrollmentKey: string;
+  readonly enrollmentKeyId: string;
 }
 
 export interface SeededOrg {
@@ -22,6 +28,53 @@ export interface SeededOrg {
   readonly auditor: SeededPrincipal;
   readonly gated: ProfileWithApprovers;
   readonly open: ProfileWithApprovers;
+}
+
+/**
+ * Turns a principal and its enrollment key into a seeded principal holding its
+ * own key: the principal mints it with the enrollment key, as `countersign
+ * enroll` does.
+ */
+export async function enrollPrincipal(
+  db: Db,
+  p: Principal,
+  enrollment: { id: string; key: string; createdBy: string },
+): Promise<SeededPrincipal> {
+  const asEnrolled: Caller = {
+    ...p,
+    credential: { kind: 'api_key', id: enrollment.id, own: false, createdBy: enrollment.createdBy },
+  };
+  const own = await mintOwnApiKey(db, asEnrolled, { name: 'own' });
+  return {
+    ...p,
+    credential: { kind: 'api_key', id: own.id, own: true, createdBy: p.id },
+    key: own.key,
+    keyId: own.id,
+    enrollmentKey: enrollment.key,
+    enrollmentKeyId: enrollment.id,
+  };
+}
+
+/** Creates a principal as `admin` and enrolls it (enrollment key by the admin, own key by the principal). */
+export async function seedPrincipal(
+  db: Db,
+  admin: Principal,
+  name: string,
+  role: Role,
+  kind: Principal['kind'] = 'user',
+): Promise<SeededPrincipal> {
+  const created = await createPrincipal(db, admin, { name, email: `${name}@${DEMO_DOMAIN}`, role, kind });
+  const actor: Actor = { id: admin.id, type: 'user' };
+  const enrollment = await createEnrollmentKey(db, actor, admin.orgId, created.id, { name: 'enrollment' });
+  return enrollPrincipal(
+    db,
+    { id: created.id, orgId: admin.orgId, role, kind, name },
+    {
+      id: enrollment.id,
+      key: enrollment.key,
+      createdBy: admin.id,
+    },
+  );
 }
 
 export const DEMO_DOMAIN = 'example.test';
@@ -39,30 +92,24 @@ export function profileFields(overrides: Partial<ProfileFields> = {}): ProfileFi
     escalation_after_seconds: null,
     renew_before_days: 30,
     escalation_contacts: [],
+    allow_bypass: false,
     ...overrides,
   };
 }
 
 export async function seedOrg(db: Db, name = `org-${Math.random().toString(36).slice(2, 10)}`): Promise<SeededOrg> {
-  const boot = await bootstrapOrg(db, name, 'admin', `admin@${DEMO_DOMAIN}`);
-  const admin: SeededPrincipal = {
-    id: boot.admin.id,
-    orgId: boot.org.id,
-    role: 'admin',
-    kind: 'user',
-    name: 'admin',
-    key: boot.key.key,
-    keyId: boot.key.id,
-  };
-  const make = async (pname: string, role: Role): Promise<SeededPrincipal> => {
-    const p = await createPrincipal(db, admin, { name: pname, email: `${pname}@${DEMO_DOMAIN}`, role });
-    const key = await createApiKey(db, { id: admin.id, type: 'user' }, admin.orgId, p.id, { name: 'default' });
-    return { id: p.id, orgId: admin.orgId, role, kind: 'user', name: pname, key: key.key, keyId: key.id };
-  };
-  const operator1 = await make('operator1', 'operator');
-  const operator2 = await make('operator2', 'operator');
-  const requester = await make('requester', 'requester');
-  const auditor = await make('auditor', 'auditor');
+  const boot = await bootstrapOrg(db, name, [{ name: 'admin', email: `admin@${DEMO_DOMAIN}` }]);
+  const first = boot.admins[0];
+  if (!first) throw new Error('bootstrap made no admin');
+  const admin = await enrollPrincipal(
+    db,
+    { id: first.admin.id, orgId: boot.org.id, role: 'admin', kind: 'user', name: 'admin' },
+    { id: first.key.id, key: first.key.key, createdBy: first.key.created_by },
+  );
+  const operator1 = await seedPrincipal(db, admin, 'operator1', 'operator');
+  const operator2 = await seedPrincipal(db, admin, 'operator2', 'operator');
+  const requester = await seedPrincipal(db, admin, 'requester', 'requester');
+  const auditor = await seedPrincipal(db, admin, 'auditor', 'auditor');
   const gated = await saveProfile(db, admin, null, profileFields(), [operator1.id, operator2.id]);
   const open = await saveProfile(
     db,

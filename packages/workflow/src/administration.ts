@@ -1,16 +1,19 @@
 import {
   appendAudit,
   type Db,
+  type Executor,
   identity,
   type ProfileFields,
   type ProfileWithApprovers,
   pgCode,
   profiles,
+  type Tx,
   UNIQUE_VIOLATION,
 } from '@countersign/db';
 import {
   type Actor,
   actorOf,
+  type Caller,
   DomainError,
   notFound,
   type Principal,
@@ -18,9 +21,15 @@ import {
   type Role,
   SYSTEM_ACTORS,
 } from '@countersign/domain';
-import { generateApiKey } from './api-keys.ts';
+import { type GeneratedKey, generateApiKey } from './api-keys.ts';
 
-/** Org configuration: principals, keys and profiles, each change audited in its transaction. */
+/**
+ * Org configuration: principals, keys and profiles, each change audited in
+ * its transaction. Every write that could weaken the gate is an `apply*`
+ * function taking a transaction, so it runs the same whether an admin makes
+ * the change directly (an org that is not yet two-person ready) or another
+ * admin approved it as a configuration request (configuration.ts).
+ */
 export interface PrincipalInput {
   name: string;
   email?: string | null | undefined;
@@ -36,6 +45,14 @@ export interface IssuedKey {
   name: string | null;
   expires_at: string | null;
   created_at: string;
+  created_by: string;
+  /** `own`: the principal made it for itself and may decide with it; `enrollment`: made for it by someone else. */
+  purpose: 'own' | 'enrollment';
+}
+
+export interface KeyOptions {
+  name?: string | null | undefined;
+  expiresAt?: Date | null | undefined;
 }
 
 const conflictOnDuplicate = (err: unknown, what: string): never => {
@@ -43,78 +60,238 @@ const conflictOnDuplicate = (err: unknown, what: string): never => {
   throw err;
 };
 
-export async function createPrincipal(db: Db, admin: Principal, input: PrincipalInput) {
-  return db.transaction().execute(async (tx) => {
-    const p = await identity
-      .insertPrincipal(tx, {
-        orgId: admin.orgId,
-        name: input.name,
-        email: input.email ?? null,
-        role: input.role,
-        kind: input.kind ?? 'user',
-      })
-      .catch((err: unknown) => conflictOnDuplicate(err, `a principal named "${input.name}"`));
-    await appendAudit(tx, {
-      orgId: admin.orgId,
-      actor: actorOf(admin),
-      action: 'principal_created',
-      resourceType: 'principal',
-      resourceId: p.id,
-      details: { name: p.name, role: p.role, kind: p.kind, email: p.email },
-    });
-    return p;
-  });
+/** How a change came to be applied: directly, or as the named configuration request another admin approved. */
+export interface ApplyContext {
+  /** The id of the row to create, chosen when the configuration request was made. */
+  readonly id?: string | undefined;
+  readonly configRequestId?: string | undefined;
 }
 
-export async function createApiKey(
+const viaRequest = (c: ApplyContext | undefined) =>
+  c?.configRequestId ? { config_request_id: c.configRequestId } : {};
+
+export async function applyCreatePrincipal(
+  tx: Executor,
+  orgId: string,
+  actor: Actor,
+  input: PrincipalInput,
+  context?: ApplyContext,
+) {
+  const p = await identity
+    .insertPrincipal(tx, {
+      id: context?.id,
+      orgId,
+      name: input.name,
+      email: input.email ?? null,
+      role: input.role,
+      kind: input.kind ?? 'user',
+      createdBy: actor.id,
+    })
+    .catch((err: unknown) => conflictOnDuplicate(err, `a principal named "${input.name}"`));
+  await appendAudit(tx, {
+    orgId,
+    actor,
+    action: 'principal_created',
+    resourceType: 'principal',
+    resourceId: p.id,
+    details: {
+      name: p.name,
+      role: p.role,
+      kind: p.kind,
+      email: p.email,
+      created_by: p.created_by,
+      ...viaRequest(context),
+    },
+  });
+  return p;
+}
+
+export async function createPrincipal(db: Db, admin: Principal, input: PrincipalInput) {
+  return db.transaction().execute((tx) => applyCreatePrincipal(tx, admin.orgId, actorOf(admin), input));
+}
+
+export interface PrincipalChange {
+  role?: Role | undefined;
+  email?: string | null | undefined;
+  disabled?: boolean | undefined;
+}
+
+export async function applyUpdatePrincipal(
+  tx: Executor,
+  orgId: string,
+  actor: Actor,
+  principalId: string,
+  change: PrincipalChange,
+  context?: ApplyContext,
+) {
+  const before = await identity.findPrincipal(tx, orgId, principalId);
+  if (!before) throw notFound('principal');
+  const after = await identity.updatePrincipal(tx, orgId, principalId, {
+    ...(change.role !== undefined ? { role: change.role } : {}),
+    ...(change.email !== undefined ? { email: change.email } : {}),
+    ...(change.disabled !== undefined ? { disabled: change.disabled } : {}),
+  });
+  if (!after) throw notFound('principal');
+  await appendAudit(tx, {
+    orgId,
+    actor,
+    action: 'principal_updated',
+    resourceType: 'principal',
+    resourceId: principalId,
+    details: {
+      before: { role: before.role, email: before.email, disabled: before.disabled_at !== null },
+      after: { role: after.role, email: after.email, disabled: after.disabled_at !== null },
+      ...viaRequest(context),
+    },
+  });
+  return after;
+}
+
+const issued = (
+  row: {
+    id: string;
+    principal_id: string;
+    name: string | null;
+    created_at: Date;
+    expires_at: Date | null;
+    created_by: string;
+  },
+  token: string,
+): IssuedKey => ({
+  id: row.id,
+  principal_id: row.principal_id,
+  key: token,
+  name: row.name,
+  expires_at: row.expires_at?.toISOString() ?? null,
+  created_at: row.created_at.toISOString(),
+  created_by: row.created_by,
+  purpose: row.created_by === row.principal_id ? 'own' : 'enrollment',
+});
+
+/**
+ * An enrollment key: created by `actor` (an admin, or the bootstrap) for
+ * another principal. It reads, requests and mints the principal's own key
+ * once; it never votes or decides. The key was generated by the caller, so a
+ * configuration request can show it once when it is asked for and create it
+ * only when another admin approves.
+ */
+export async function applyEnrollmentKey(
+  tx: Executor,
+  orgId: string,
+  actor: Actor,
+  principalId: string,
+  generated: Pick<GeneratedKey, 'id' | 'secretHash'>,
+  opts: KeyOptions,
+  context?: ApplyContext,
+) {
+  const owner = await identity.findPrincipal(tx, orgId, principalId);
+  if (!owner) throw notFound('principal');
+  if (owner.id === actor.id) throw new Error('an enrollment key is made for another principal');
+  const row = await identity.insertApiKey(tx, {
+    id: generated.id,
+    orgId,
+    principalId,
+    name: opts.name ?? null,
+    secretHash: generated.secretHash,
+    expiresAt: opts.expiresAt ?? null,
+    createdBy: actor.id,
+    enrolledVia: null,
+  });
+  await appendAudit(tx, {
+    orgId,
+    actor,
+    action: 'api_key_created',
+    resourceType: 'api_key',
+    resourceId: row.id,
+    details: {
+      principal_id: principalId,
+      name: row.name,
+      expires_at: row.expires_at?.toISOString() ?? null,
+      purpose: 'enrollment',
+      created_by: actor.id,
+      ...viaRequest(context),
+    },
+  });
+  return row;
+}
+
+export async function createEnrollmentKey(
   db: Db,
   actor: Actor,
   orgId: string,
   principalId: string,
-  opts: { name?: string | null | undefined; expiresAt?: Date | null | undefined },
+  opts: KeyOptions,
 ): Promise<IssuedKey> {
-  return db.transaction().execute(async (tx) => {
-    const owner = await identity.findPrincipal(tx, orgId, principalId);
-    if (!owner) throw notFound('principal');
-    const generated = generateApiKey();
-    const row = await identity.insertApiKey(tx, {
+  const generated = generateApiKey();
+  const row = await db
+    .transaction()
+    .execute((tx) => applyEnrollmentKey(tx, orgId, actor, principalId, generated, opts));
+  return issued(row, generated.token);
+}
+
+/**
+ * A principal mints its own key with the credential it authenticated with.
+ * An own credential may mint more (rotation); an enrollment credential mints
+ * once, and the database refuses a second time too: if someone else used it
+ * first, the principal learns it here (and the audit record names who made
+ * the enrollment credential).
+ */
+export async function mintOwnApiKey(db: Db, caller: Caller, opts: KeyOptions): Promise<IssuedKey> {
+  const generated = generateApiKey();
+  const row = await db.transaction().execute(async (tx) => {
+    if (!caller.credential.own) {
+      const marked = await identity.markEnrollmentUsed(tx, caller.credential, caller.id);
+      if (!marked) {
+        throw new DomainError(
+          'conflict',
+          `this enrollment ${caller.credential.kind.replace('_', ' ')} was already used to mint an own key; ask an admin for a new one, and report it if that was not you`,
+        );
+      }
+    }
+    const inserted = await identity.insertApiKey(tx, {
       id: generated.id,
-      orgId,
-      principalId,
+      orgId: caller.orgId,
+      principalId: caller.id,
       name: opts.name ?? null,
       secretHash: generated.secretHash,
       expiresAt: opts.expiresAt ?? null,
+      createdBy: caller.id,
+      enrolledVia: { kind: caller.credential.kind, id: caller.credential.id },
     });
     await appendAudit(tx, {
-      orgId,
-      actor,
+      orgId: caller.orgId,
+      actor: actorOf(caller),
       action: 'api_key_created',
       resourceType: 'api_key',
-      resourceId: row.id,
-      details: { principal_id: principalId, name: row.name, expires_at: row.expires_at?.toISOString() ?? null },
+      resourceId: inserted.id,
+      details: {
+        principal_id: caller.id,
+        name: inserted.name,
+        expires_at: inserted.expires_at?.toISOString() ?? null,
+        purpose: 'own',
+        created_by: caller.id,
+        enrolled_via: {
+          kind: caller.credential.kind,
+          id: caller.credential.id,
+          created_by: caller.credential.createdBy,
+        },
+      },
     });
-    return {
-      id: row.id,
-      principal_id: row.principal_id,
-      key: generated.token,
-      name: row.name,
-      expires_at: row.expires_at?.toISOString() ?? null,
-      created_at: row.created_at.toISOString(),
-    };
+    return inserted;
   });
+  return issued(row, generated.token);
 }
 
-export async function revokeApiKey(db: Db, admin: Principal, keyId: string) {
+export async function revokeApiKey(db: Db, caller: Principal, keyId: string) {
   return db.transaction().execute(async (tx) => {
-    const row = await identity.revokeApiKey(tx, admin.orgId, keyId);
-    if (!row) {
-      const existing = await identity.findApiKey(tx, admin.orgId, keyId);
-      if (!existing) throw notFound('API key');
-      return existing; // already revoked: revoking again is a no-op
-    }
+    const existing = await identity.findApiKey(tx, caller.orgId, keyId);
+    // A principal may revoke its own keys; an admin anyone's in the org.
+    if (!existing || (caller.role !== 'admin' && existing.principal_id !== caller.id)) throw notFound('API key');
+    const row = await identity.revokeApiKey(tx, caller.orgId, keyId);
+    if (!row) return existing; // already revoked: revoking again is a no-op
     await appendAudit(tx, {
-      orgId: admin.orgId,
-      actor: actorOf(admin),
+      orgId: caller.orgId,
+      actor: actorOf(caller),
       action: 'api_key_revoked',
       resourceType: 'api_key',
       resourceId: keyId,
@@ -124,7 +301,7 @@ export async function revokeApiKey(db: Db, admin: Principal, keyId: string) {
   });
 }
 
-async function checkApprovers(db: Db, orgId: string, ids: readonly string[]): Promise<void> {
+async function checkApprovers(db: Executor, orgId: string, ids: readonly string[]): Promise<void> {
   const found = await identity.findPrincipals(db, orgId, [...new Set(ids)]);
   for (const id of ids) {
     const p = found.find((f) => f.id === id);
@@ -135,6 +312,34 @@ async function checkApprovers(db: Db, orgId: string, ids: readonly string[]): Pr
   }
 }
 
+export async function applySaveProfile(
+  tx: Tx | Executor,
+  orgId: string,
+  actor: Actor,
+  id: string | null,
+  fields: ProfileFields,
+  approvers: readonly string[],
+  context?: ApplyContext,
+): Promise<ProfileWithApprovers> {
+  const unique = [...new Set(approvers)];
+  await checkApprovers(tx, orgId, unique);
+  const saved = id
+    ? await profiles.updateProfile(tx, orgId, id, fields, unique)
+    : await profiles
+        .insertProfile(tx, orgId, fields, unique, context?.id)
+        .catch((err: unknown) => conflictOnDuplicate(err, `a profile named "${fields.name}"`));
+  if (!saved) throw notFound('profile');
+  await appendAudit(tx, {
+    orgId,
+    actor,
+    action: id ? 'profile_updated' : 'profile_created',
+    resourceType: 'profile',
+    resourceId: saved.id,
+    details: { ...fields, approvers: unique, ...viaRequest(context) },
+  });
+  return saved;
+}
+
 export async function saveProfile(
   db: Db,
   admin: Principal,
@@ -142,30 +347,23 @@ export async function saveProfile(
   fields: ProfileFields,
   approvers: readonly string[],
 ): Promise<ProfileWithApprovers> {
-  const unique = [...new Set(approvers)];
-  await checkApprovers(db, admin.orgId, unique);
-  return db.transaction().execute(async (tx) => {
-    const saved = id
-      ? await profiles.updateProfile(tx, admin.orgId, id, fields, unique)
-      : await profiles
-          .insertProfile(tx, admin.orgId, fields, unique)
-          .catch((err: unknown) => conflictOnDuplicate(err, `a profile named "${fields.name}"`));
-    if (!saved) throw notFound('profile');
-    await appendAudit(tx, {
-      orgId: admin.orgId,
-      actor: actorOf(admin),
-      action: id ? 'profile_updated' : 'profile_created',
-      resourceType: 'profile',
-      resourceId: saved.id,
-      details: { ...fields, approvers: unique },
-    });
-    return saved;
-  });
+  return db.transaction().execute((tx) => applySaveProfile(tx, admin.orgId, actorOf(admin), id, fields, approvers));
 }
 
-/** Creates an org with its first admin and that admin's first key (the bootstrap command). */
-export async function bootstrapOrg(db: Db, orgName: string, adminName: string, adminEmail: string | null) {
-  const { org, admin } = await db.transaction().execute(async (tx) => {
+export interface BootstrapAdmin {
+  readonly name: string;
+  readonly email: string | null;
+}
+
+/**
+ * Creates an org with its first admins and an enrollment key for each (the
+ * bootstrap command). Two admins made here by the installation, neither
+ * created by the other, make the org two-person ready from its first minute;
+ * each admin mints its own key with its enrollment key before deciding.
+ */
+export async function bootstrapOrg(db: Db, orgName: string, admins: readonly BootstrapAdmin[]) {
+  if (admins.length === 0) throw new DomainError('validation_failed', 'name at least one admin');
+  const { org, created } = await db.transaction().execute(async (tx) => {
     const org = await identity
       .insertOrg(tx, orgName)
       .catch((err: unknown) => conflictOnDuplicate(err, `an org named "${orgName}"`));
@@ -177,23 +375,31 @@ export async function bootstrapOrg(db: Db, orgName: string, adminName: string, a
       resourceId: org.id,
       details: { name: org.name },
     });
-    const admin = await identity.insertPrincipal(tx, {
-      orgId: org.id,
-      name: adminName,
-      email: adminEmail,
-      role: 'admin',
-      kind: 'user',
-    });
-    await appendAudit(tx, {
-      orgId: org.id,
-      actor: SYSTEM_ACTORS.bootstrap,
-      action: 'principal_created',
-      resourceType: 'principal',
-      resourceId: admin.id,
-      details: { name: admin.name, role: admin.role, kind: admin.kind, email: admin.email },
-    });
-    return { org, admin };
+    const created = [];
+    for (const a of admins) {
+      created.push(await applyCreatePrincipal(tx, org.id, SYSTEM_ACTORS.bootstrap, { ...a, role: 'admin' }));
+    }
+    return { org, created };
   });
-  const key = await createApiKey(db, SYSTEM_ACTORS.bootstrap, org.id, admin.id, { name: 'bootstrap' });
-  return { org, admin, key };
+  const keys: IssuedKey[] = [];
+  for (const admin of created) {
+    keys.push(await createEnrollmentKey(db, SYSTEM_ACTORS.bootstrap, org.id, admin.id, { name: 'bootstrap' }));
+  }
+  return { org, admins: created.map((admin, i) => ({ admin, key: keys[i] as IssuedKey })) };
+}
+
+/**
+ * Adds an admin to an existing org as the installation (the bootstrap
+ * actor), with an enrollment key: how an org whose only admins created one
+ * another becomes two-person ready. Runs with database access, outside any
+ * org's authority, so it is an operator command, never an API route.
+ */
+export async function addInstallationAdmin(db: Db, orgName: string, admin: BootstrapAdmin) {
+  const org = await identity.findOrgByName(db, orgName);
+  if (!org) throw notFound(`org "${orgName}"`);
+  const principal = await db
+    .transaction()
+    .execute((tx) => applyCreatePrincipal(tx, org.id, SYSTEM_ACTORS.bootstrap, { ...admin, role: 'admin' }));
+  const key = await createEnrollmentKey(db, SYSTEM_ACTORS.bootstrap, org.id, principal.id, { name: 'bootstrap' });
+  return { org, admin: principal, key };
 }

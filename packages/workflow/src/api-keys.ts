@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { type Db, identity } from '@countersign/db';
-import { DomainError, type Principal, type PrincipalKind, type Role } from '@countersign/domain';
+import { type Caller, DomainError, type PrincipalKind, type Role } from '@countersign/domain';
 
 /**
  * API keys look like `cs_<key id hex>_<secret>`. The id finds the row; only
@@ -31,7 +31,9 @@ export function parseApiKey(token: string): { id: string; secret: string } | nul
   return { id, secret: m[2] };
 }
 
-export interface Authenticated extends Principal {
+/** A caller as authentication found it: the principal and the credential it presented. */
+export interface Authenticated extends Caller {
+  /** The API key id, or `client-certificate:<binding id>`; for logs and the queue dashboard session. */
   readonly keyId: string;
 }
 
@@ -57,5 +59,11 @@ export async function authenticateApiKey(db: Db, token: string, now: Date = new 
     kind: row.kind as PrincipalKind,
     name: row.name,
     keyId: row.key_id,
+    credential: {
+      kind: 'api_key',
+      id: row.key_id,
+      own: row.created_by === row.principal_id,
+      createdBy: row.created_by,
+    },
   };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateLocalCa, localConnector } from '@countersign/ca';
 import { DECISION_ACTIONS, OUTBOX_TOPICS, takeOutbox, verifyAuditChain } from '@countersign/db';
-import { actorOf, DomainError, type Principal } from '@countersign/domain';
+import { actorOf, type Caller, DomainError } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import { createRedis, enqueue, jobIds, openQueue, type TypedQueue } from '@countersign/queues';
 import {
@@ -12,14 +12,16 @@ import {
   profileFields,
   randomQueuePrefix,
   type SeededOrg,
+  type SeededPrincipal,
   seedOrg,
+  seedPrincipal,
   type TestDatabase,
 } from '@countersign/testing';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The issuer's handler is the consumer of released jobs; the model drives it as a re-delivered message would.
 import { issueJobHandler } from '../../../services/issuer/src/issue-job.handler.ts';
-import { createPrincipal, saveProfile } from './administration.ts';
+import { saveProfile } from './administration.ts';
 import { approve, expireDue, reject, voidRequest } from './decisions.ts';
 import { requestCertificate, requesterOf } from './requests.ts';
 
@@ -27,7 +29,11 @@ import { requestCertificate, requesterOf } from './requests.ts';
  * Model-based test of the approval state machine (SPEC §1, §2) against the
  * real database and a real BullMQ queue. fast-check generates sequences of
  * submissions, votes, rejections and voids by every kind of principal
- * (requester, approvers, non-approvers, auditor, admin), deadlines moved into
+ * (requester, approvers, non-approvers, auditor, admin), each with its own key
+ * or with the enrollment key an admin made for it (which never decides), by
+ * principals related by creation to the requester (the admin created every
+ * other principal here, so neither counts as the other's second person),
+ * deadlines moved into
  * the past followed by the reaper's expireDue, publication of released jobs
  * to the issuance queue and (re-)deliveries of those messages and of stale
  * ones to the issuer's handler, and decisions fired concurrently. A small
@@ -59,6 +65,17 @@ const ROLE: Record<Who, string> = {
   requester: 'requester',
   auditor: 'auditor',
 };
+/** Who created whom: the admin (made by the bootstrap) created every other principal. */
+const CREATOR: Record<Who, Who | null> = {
+  admin: null,
+  op1: 'admin',
+  op2: 'admin',
+  op3: 'admin',
+  requester: 'admin',
+  auditor: 'admin',
+};
+/** One created the other (directly or through principals it created): never each other's second person. */
+const related = (a: Who, b: Who): boolean => a === b || CREATOR[a] === b || CREATOR[b] === a;
 type DecisionKind = 'approve' | 'reject' | 'void';
 type ApprovalState = 'pending' | 'approved' | 'rejected' | 'expired' | 'voided';
 type JobStatus = 'awaiting_approval' | 'pending' | 'completed' | 'cancelled';
@@ -89,7 +106,7 @@ interface Real {
 
 let tdb: TestDatabase;
 let org: SeededOrg;
-let principals: Record<Who, Principal>;
+let principals: Record<Who, SeededPrincipal>;
 let profileIds: Record<ProfileKind, string>;
 let redis: ReturnType<typeof createRedis>;
 let queue: TypedQueue<'issuance'>;
@@ -100,12 +117,12 @@ beforeAll(async () => {
   tdb = await createTestDatabase();
   const db = tdb.handle.db;
   org = await seedOrg(db);
-  const op3 = await createPrincipal(db, org.admin, { name: 'operator3', email: 'op3@example.test', role: 'operator' });
+  const op3 = await seedPrincipal(db, org.admin, 'operator3', 'operator');
   principals = {
     admin: org.admin,
     op1: org.operator1,
     op2: org.operator2,
-    op3: { id: op3.id, orgId: org.orgId, role: 'operator', kind: 'user', name: 'operator3' },
+    op3,
     requester: org.requester,
     auditor: org.auditor,
   };
@@ -145,20 +162,23 @@ const whoOfId = (id: string | null): Who | 'system-reaper' | null => {
 // ---------------------------------------------------------------------------------------------
 // The model: what each call must answer and change, written from SPEC §1-§3, not from the code.
 
-function decideInModel(m: Model, r: ModelRequest, kind: DecisionKind, who: Who): string {
+function decideInModel(m: Model, r: ModelRequest, kind: DecisionKind, who: Who, enrolled: boolean): string {
   if (r.approvalId === null || r.state === null) throw new Error('decisions are only generated for gated requests');
   // A requester sees only its own requests; everyone else in the org sees all of them.
   if (ROLE[who] === 'requester' && r.by !== who) return 'not_found';
   if (kind === 'void') {
     if (ROLE[who] !== 'admin') return 'forbidden';
+    // Voiding is a decision too: only with the admin's own key.
+    if (enrolled) return 'enrollment_credential';
     if (r.state !== 'pending') return 'already_decided';
     // Voiding is allowed past the deadline: an admin may close an overdue request before the reaper does.
     finishInModel(m, r, 'voided', who);
     return 'ok';
   }
-  if (r.by === who) return 'two_person_integrity';
+  if (related(who, r.by)) return 'two_person_integrity';
   const eligible = ROLE[who] === 'admin' || (ROLE[who] === 'operator' && APPROVERS[r.profile].includes(who));
   if (!eligible) return 'forbidden';
+  if (enrolled) return 'enrollment_credential';
   if (r.state !== 'pending' || r.overdue) return 'already_decided';
   if (kind === 'reject') {
     finishInModel(m, r, 'rejected', who);
@@ -202,8 +222,18 @@ function permutations<T>(xs: readonly T[]): T[][] {
 // ---------------------------------------------------------------------------------------------
 // The system side.
 
-async function decideInSystem(kind: DecisionKind, who: Who, approvalId: string): Promise<string> {
+/** The principal with its own key, or with the enrollment key the admin (or the bootstrap) made for it. */
+function callerOf(who: Who, enrolled: boolean): Caller {
   const p = principals[who];
+  if (!enrolled) return p;
+  return {
+    ...p,
+    credential: { kind: 'api_key', id: p.enrollmentKeyId, own: false, createdBy: CREATOR[who] ?? 'system-bootstrap' },
+  };
+}
+
+async function decideInSystem(kind: DecisionKind, who: Who, approvalId: string, enrolled: boolean): Promise<string> {
+  const p = callerOf(who, enrolled);
   const db = tdb.handle.db;
   try {
     if (kind === 'approve') await approve(db, p, approvalId, 'model');
@@ -352,36 +382,39 @@ class Decide implements fc.AsyncCommand<Model, Real> {
     readonly kind: DecisionKind,
     readonly who: Who,
     readonly target: number,
+    readonly enrolled: boolean,
   ) {}
   check = (m: Readonly<Model>) => gatedOf(m as Model).length > 0;
   async run(m: Model): Promise<void> {
     const r = pick(gatedOf(m), this.target);
-    const expected = decideInModel(m, r, this.kind, this.who);
-    const got = await decideInSystem(this.kind, this.who, r.approvalId as string);
+    const expected = decideInModel(m, r, this.kind, this.who, this.enrolled);
+    const got = await decideInSystem(this.kind, this.who, r.approvalId as string, this.enrolled);
     expect(got, `${this} on ${r.profile} request by ${r.by}`).toBe(expected);
     await assertAgree(m);
   }
-  toString = () => `${this.kind}(${this.who}, #${this.target})`;
+  toString = () => `${this.kind}(${this.who}${this.enrolled ? ' with enrollment key' : ''}, #${this.target})`;
 }
 
 /** Several decisions on one request at once: exactly one terminal winner, and the result of some serial order. */
 class Concurrent implements fc.AsyncCommand<Model, Real> {
   constructor(
-    readonly calls: readonly { kind: DecisionKind; who: Who }[],
+    readonly calls: readonly { kind: DecisionKind; who: Who; enrolled: boolean }[],
     readonly target: number,
   ) {}
   check = (m: Readonly<Model>) => gatedOf(m as Model).length > 0;
   async run(m: Model): Promise<void> {
     const index = m.requests.indexOf(pick(gatedOf(m), this.target));
     const r = m.requests[index] as ModelRequest;
-    const got = await Promise.all(this.calls.map((c) => decideInSystem(c.kind, c.who, r.approvalId as string)));
+    const got = await Promise.all(
+      this.calls.map((c) => decideInSystem(c.kind, c.who, r.approvalId as string, c.enrolled)),
+    );
     const actual = await readRequest(r);
     const orders = permutations(this.calls.map((c, i) => ({ ...c, i })));
     const candidates = orders.map((order) => {
       const clone = cloneModel(m);
       const cr = clone.requests[index] as ModelRequest;
       const answers: string[] = new Array(this.calls.length);
-      for (const c of order) answers[c.i] = decideInModel(clone, cr, c.kind, c.who);
+      for (const c of order) answers[c.i] = decideInModel(clone, cr, c.kind, c.who, c.enrolled);
       return { clone, answers, view: modelView(cr) };
     });
     const match = candidates.find(
@@ -397,7 +430,8 @@ class Concurrent implements fc.AsyncCommand<Model, Real> {
     }
     await assertAgree(m);
   }
-  toString = () => `concurrently(${this.calls.map((c) => `${c.kind} ${c.who}`).join(', ')}, #${this.target})`;
+  toString = () =>
+    `concurrently(${this.calls.map((c) => `${c.kind} ${c.who}${c.enrolled ? '*' : ''}`).join(', ')}, #${this.target})`;
 }
 
 /** The deadline passes (set in the past as superuser); decisions are refused from then on. */
@@ -504,7 +538,13 @@ const who = fc.constantFrom(...WHO);
 const target = fc.nat({ max: 50 });
 // Races are mostly between principals who may decide: that is where a second winner could hide.
 const racer = fc.constantFrom<Who>('op1', 'op2', 'op3', 'admin', 'admin', 'requester');
-const decision = fc.record({ kind: fc.constantFrom<DecisionKind>('approve', 'approve', 'reject', 'void'), who: racer });
+// Mostly own keys; one call in five uses the enrollment key, which must never decide.
+const enrolled = fc.constantFrom(false, false, false, false, true);
+const decision = fc.record({
+  kind: fc.constantFrom<DecisionKind>('approve', 'approve', 'reject', 'void'),
+  who: racer,
+  enrolled,
+});
 const submit = fc
   .tuple(
     fc.constantFrom<Who>('requester', 'requester', 'op1', 'op3', 'admin', 'auditor'),
@@ -512,8 +552,8 @@ const submit = fc
   )
   .map(([w, p]) => new Submit(w, p));
 const decide = fc
-  .tuple(fc.constantFrom<DecisionKind>('approve', 'approve', 'reject', 'void'), who, target)
-  .map(([k, w, t]) => new Decide(k, w, t));
+  .tuple(fc.constantFrom<DecisionKind>('approve', 'approve', 'reject', 'void'), who, target, enrolled)
+  .map(([k, w, t, e]) => new Decide(k, w, t, e));
 const concurrent = fc
   .tuple(fc.array(decision, { minLength: 2, maxLength: 3 }), target)
   .map(([calls, t]) => new Concurrent(calls, t));

@@ -30,9 +30,11 @@ async function gatedRequest() {
   });
 }
 
-const rawVersion = (r: { certificate: { id: string }; job: { id: string } }, fp: string) =>
-  sql`INSERT INTO certificate_versions (org_id, certificate_id, job_id, issuer, serial, fingerprint_sha256, not_before, not_after, leaf_pem, chain_pem)
-      VALUES (${org.orgId}::uuid, ${r.certificate.id}::uuid, ${r.job.id}::uuid, 'local', '01', ${fp}, now(), now() + interval '1 day', 'x', 'y')`.execute(
+/** A version carrying its job's own names (what the approvers saw), unless other names are given. */
+const rawVersion = (r: { certificate: { id: string }; job: { id: string } }, fp: string, sans?: string[]) =>
+  sql`INSERT INTO certificate_versions (org_id, certificate_id, job_id, issuer, serial, fingerprint_sha256, not_before, not_after, leaf_pem, chain_pem, sans)
+      VALUES (${org.orgId}::uuid, ${r.certificate.id}::uuid, ${r.job.id}::uuid, 'local', '01', ${fp}, now(), now() + interval '1 day', 'x', 'y',
+              coalesce(${sans ?? null}::text[], (SELECT sans FROM jobs WHERE id = ${r.job.id}::uuid)))`.execute(
     tdb.handle.db,
   );
 
@@ -84,7 +86,7 @@ describe('database invariants (raw SQL as the services role)', () => {
     await expect(
       sql`UPDATE approval_requests SET state = 'approved', decided_by = 'system-bypass', decided_by_type = 'system', decided_at = now()
           WHERE id = ${id}::uuid`.execute(tdb.handle.db),
-    ).rejects.toThrow(/never in production/);
+    ).rejects.toThrow(/auto-approved by the bypass, on a profile that allows it/);
   });
 
   it('keeps terminal states terminal and requires decided_by on them', async () => {

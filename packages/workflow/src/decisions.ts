@@ -17,9 +17,13 @@ import {
   type Actor,
   actorOf,
   assertMayDecide,
+  assertOwnCredential,
+  type Caller,
+  type Credential,
   type DecisionOutcome,
   DomainError,
   isAdmin,
+  isBypassEnvironment,
   notFound,
   type Principal,
   quorumReached,
@@ -60,14 +64,23 @@ function assertDecidable(a: ApprovalRow): void {
 
 /** Locks the request (hidden from requesters who may read only their own) with its profile's approvers. */
 async function lockVisible(tx: Tx, p: Principal, approvalId: string) {
-  const locked = await approvals.lockForDecision(tx, p.orgId, approvalId);
+  const locked = await approvals.lockForDecision(tx, p.orgId, approvalId, p.id);
   if (!locked || (readsOnlyOwn(p) && locked.approval.requested_by !== p.id)) throw notFound('approval request');
   return locked;
 }
 
-function assertEligible(p: Principal, a: ApprovalRow, approvers: readonly string[]): void {
-  assertMayDecide(p, { requestedBy: a.requested_by, profileApprovers: approvers });
+function assertEligible(
+  c: Caller,
+  locked: { approval: ApprovalRow; approvers: string[]; relatedToRequester: boolean },
+) {
+  assertMayDecide(c, {
+    requestedBy: locked.approval.requested_by,
+    profileApprovers: locked.approvers,
+    relatedToRequester: locked.relatedToRequester,
+  });
 }
+
+const credentialRef = (c: Credential) => ({ kind: c.kind, id: c.id });
 
 /** Ends the request and moves its job; shared by every terminal transition. */
 async function finish(
@@ -75,6 +88,7 @@ async function finish(
   a: ApprovalRow,
   state: TerminalApprovalState,
   actor: Actor,
+  credential: Credential | null,
   note: string | null,
   extraAudit: AuditEntry[],
   action: AuditEntry['action'],
@@ -85,6 +99,7 @@ async function finish(
     decidedBy: actor.id,
     decidedByType: actor.type,
     note,
+    credential: credential ? credentialRef(credential) : null,
   });
   if (!decided) throw alreadyDecided(a);
   const audit: AuditEntry[] = [
@@ -95,7 +110,13 @@ async function finish(
       action,
       resourceType: 'approval',
       resourceId: a.id,
-      details: { state, job_id: a.job_id, note, decided_at: decided.decided_at?.toISOString() ?? null },
+      details: {
+        state,
+        job_id: a.job_id,
+        note,
+        decided_at: decided.decided_at?.toISOString() ?? null,
+        ...(credential ? { credential: credentialRef(credential) } : {}),
+      },
     },
   ];
   if (state === 'approved') {
@@ -139,10 +160,11 @@ async function finish(
 }
 
 /** Casts an approving vote; approves the request once `approvals_required` distinct approvers voted. */
-export async function approve(db: Db, p: Principal, approvalId: string, note: string | null): Promise<DecisionResult> {
+export async function approve(db: Db, p: Caller, approvalId: string, note: string | null): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
-    const { approval: a, approvers } = await lockVisible(tx, p, approvalId);
-    assertEligible(p, a, approvers);
+    const locked = await lockVisible(tx, p, approvalId);
+    const a = locked.approval;
+    assertEligible(p, locked);
     assertDecidable(a);
     const actor = actorOf(p);
     let votes: VoteRow[];
@@ -154,6 +176,7 @@ export async function approve(db: Db, p: Principal, approvalId: string, note: st
         voterType: actor.type,
         requestedBy: a.requested_by,
         note,
+        credential: credentialRef(p.credential),
       });
     } catch (err) {
       if (pgCode(err) === UNIQUE_VIOLATION && pgConstraint(err) === 'approval_votes_pkey') {
@@ -167,33 +190,41 @@ export async function approve(db: Db, p: Principal, approvalId: string, note: st
       action: 'approval_vote_cast',
       resourceType: 'approval',
       resourceId: a.id,
-      details: { state: 'pending', note, votes: votes.length, approvals_required: a.approvals_required },
+      details: {
+        state: 'pending',
+        note,
+        votes: votes.length,
+        approvals_required: a.approvals_required,
+        credential: credentialRef(p.credential),
+      },
     };
     if (!quorumReached(votes.length, a.approvals_required)) {
       await appendAuditMany(tx, [voteAudit]);
       return { approval: a, votes, outcome: null };
     }
-    const decided = await finish(tx, a, 'approved', actor, note, [voteAudit], 'approval_approved');
+    const decided = await finish(tx, a, 'approved', actor, p.credential, note, [voteAudit], 'approval_approved');
     return { approval: decided, votes, outcome: 'approved' };
   });
 }
 
-export async function reject(db: Db, p: Principal, approvalId: string, note: string): Promise<DecisionResult> {
+export async function reject(db: Db, p: Caller, approvalId: string, note: string): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
-    const { approval: a, approvers } = await lockVisible(tx, p, approvalId);
-    assertEligible(p, a, approvers);
+    const locked = await lockVisible(tx, p, approvalId);
+    const a = locked.approval;
+    assertEligible(p, locked);
     assertDecidable(a);
-    const decided = await finish(tx, a, 'rejected', actorOf(p), note, [], 'approval_rejected');
+    const decided = await finish(tx, a, 'rejected', actorOf(p), p.credential, note, [], 'approval_rejected');
     return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'rejected' };
   });
 }
 
-export async function voidRequest(db: Db, p: Principal, approvalId: string, reason: string): Promise<DecisionResult> {
+export async function voidRequest(db: Db, p: Caller, approvalId: string, reason: string): Promise<DecisionResult> {
   return db.transaction().execute(async (tx) => {
     const { approval: a } = await lockVisible(tx, p, approvalId);
     if (!isAdmin(p)) throw new DomainError('forbidden', 'only an admin may void an approval request');
+    assertOwnCredential(p, 'void a request');
     if (a.state !== 'pending') throw alreadyDecided(a);
-    const decided = await finish(tx, a, 'voided', actorOf(p), reason, [], 'approval_voided');
+    const decided = await finish(tx, a, 'voided', actorOf(p), p.credential, reason, [], 'approval_voided');
     return { approval: decided, votes: await approvals.listVotes(tx, [a.id]), outcome: 'voided' };
   });
 }
@@ -212,21 +243,24 @@ export async function expireDue(db: Db, now: Date, limit: number): Promise<appro
 
 /**
  * Auto-approves a pending request as `system-bypass` (COUNTERSIGN_APPROVAL_BYPASS,
- * dev/CI only). Never for a production profile: the database refuses it too.
- * Returns null when there was nothing to do (already decided, or production).
+ * dev/CI only) when its profile allows the bypass, which no production
+ * profile can (the database refuses it too). Returns null when there was
+ * nothing to do (already decided, or the profile does not allow it).
  */
 export async function bypass(db: Db, approvalId: string): Promise<DecisionResult | null> {
   return db.transaction().execute(async (tx) => {
     const found = await approvals.findApprovalById(tx, approvalId);
     if (!found) return null;
     const a = await approvals.lockApproval(tx, found.org_id, approvalId);
-    if (!a || a.state !== 'pending' || a.environment === 'production' || a.expires_at.getTime() <= Date.now())
+    if (!a || a.state !== 'pending' || !isBypassEnvironment(a.environment) || a.expires_at.getTime() <= Date.now())
       return null;
+    if (!(await approvals.profileAllowsBypass(tx, a.profile_id))) return null;
     const decided = await finish(
       tx,
       a,
       'approved',
       SYSTEM_ACTORS.bypass,
+      null,
       'approval bypassed (COUNTERSIGN_APPROVAL_BYPASS)',
       [],
       'approval_bypassed',

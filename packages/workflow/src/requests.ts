@@ -16,7 +16,15 @@ import {
   UNIQUE_VIOLATION,
   writeSubmission,
 } from '@countersign/db';
-import { type Actor, canRequest, DomainError, notFound, type Principal, readsOnlyOwn } from '@countersign/domain';
+import {
+  type Actor,
+  canRequest,
+  DomainError,
+  MAX_CERTIFICATE_NAMES,
+  notFound,
+  type Principal,
+  readsOnlyOwn,
+} from '@countersign/domain';
 import {
   type ApprovalView,
   approvalView,
@@ -68,6 +76,15 @@ export interface Idempotency {
   readonly key: string;
   /** Identifies the operation and its body; the same key with another body is a conflict. */
   readonly fingerprint: unknown;
+  /**
+   * The intake queue's replay rule (services/api/src/intake.handler.ts): `origin` is stored with the first
+   * answer in the submission's transaction, and `judgeReplay` sees a stored first answer before it is
+   * returned and throws to refuse it (a copy of a message under another queue job).
+   */
+  readonly queue?: {
+    readonly origin: idempotency.QueueOrigin;
+    readonly judgeReplay: (prior: { queue_job_id: string | null; message_digest: string | null }) => void;
+  };
 }
 
 export const requesterOf = (p: Principal, actor: Actor): Requester => ({ orgId: p.orgId, actor, principal: p });
@@ -92,6 +109,7 @@ async function withIdempotency(
   const replay = async (): Promise<SubmitResult | null> => {
     const prior = await idempotency.findIdempotent(db, principalId, idem.key);
     if (!prior) return null;
+    idem.queue?.judgeReplay(prior);
     if (prior.request_hash !== hash) {
       throw new DomainError('idempotency_conflict', 'this Idempotency-Key was already used with a different request');
     }
@@ -109,6 +127,7 @@ async function withIdempotency(
           requestHash: hash,
           status: 202,
           body,
+          queue: idem.queue?.origin,
         }),
       ),
     );
@@ -134,13 +153,40 @@ function checkNames(profile: ProfileWithApprovers, names: readonly string[]): vo
   }
 }
 
+/** Refuses more names than one certificate may carry, before any work per name. */
+function capNames(names: readonly string[], whose: string): void {
+  if (names.length > MAX_CERTIFICATE_NAMES) {
+    throw new DomainError(
+      'validation_failed',
+      `${whose} ${names.length} DNS names; a certificate carries at most ${MAX_CERTIFICATE_NAMES} (its common name counted)`,
+    );
+  }
+}
+
+/**
+ * The CSR and the names it carries: its common name (else its first dNSName
+ * SAN) and every distinct name, the common name first. A CSR naming nothing is
+ * refused: it would match whatever names a request brings, and a renewal
+ * would keep the old names under a new key.
+ */
 function parseCsrOrThrow(pem: string) {
+  let csr: ReturnType<typeof parseCsr>;
   try {
-    return parseCsr(pem);
+    csr = parseCsr(pem);
   } catch (err) {
-    if (err instanceof CsrError) throw new DomainError('validation_failed', `invalid CSR: ${err.message}`);
+    if (err instanceof CsrError) throw new DomainError('invalid_csr', `invalid CSR: ${err.message}`);
     throw err;
   }
+  const commonName = csr.commonName ?? csr.dnsNames[0];
+  if (commonName === undefined) {
+    throw new DomainError(
+      'invalid_csr',
+      'invalid CSR: it carries no DNS name (neither a subject common name nor a dNSName subject alternative name)',
+    );
+  }
+  const names = [...new Set([commonName, ...csr.dnsNames])];
+  capNames(names, 'the CSR carries');
+  return { csr, commonName, names };
 }
 
 const sameNames = (a: readonly string[], b: readonly string[]): boolean => {
@@ -149,18 +195,21 @@ const sameNames = (a: readonly string[], b: readonly string[]): boolean => {
   return sa.size === sb.size && [...sa].every((n) => sb.has(n));
 };
 
-/** The CSR must name exactly what the request names (CN included among the SANs). */
+/**
+ * The CSR must name exactly what the request names (CN included among the
+ * SANs): every name of either is a name of the other, so a CSR cannot lend
+ * its key to a name it does not carry.
+ */
 function matchCsr(csrPem: string, commonName: string, sans: readonly string[]) {
-  const csr = parseCsrOrThrow(csrPem);
+  const wanted = sans.includes(commonName) ? sans : [commonName, ...sans];
+  capNames(wanted, 'the request names');
+  const { csr, names: got } = parseCsrOrThrow(csrPem);
   if (csr.commonName !== null && csr.commonName !== commonName) {
     throw new DomainError(
       'validation_failed',
       `CSR common name "${csr.commonName}" does not match the requested common name "${commonName}"`,
     );
   }
-  const csrNames = csr.dnsNames.length > 0 ? csr.dnsNames : csr.commonName ? [csr.commonName] : [];
-  const wanted = sans.includes(commonName) ? sans : [commonName, ...sans];
-  const got = csrNames.includes(commonName) ? csrNames : [commonName, ...csrNames];
   if (!sameNames(wanted, got)) {
     throw new DomainError(
       'validation_failed',
@@ -401,9 +450,9 @@ export async function renewCertificate(
   let publicKey = cert.public_key;
   if (input.csr !== undefined) {
     // A renewal CSR may change the names (the approver sees the difference); they must still be allowed.
-    const csr = parseCsrOrThrow(input.csr);
-    commonName = csr.commonName ?? csr.dnsNames[0] ?? cert.common_name;
-    sans = [...new Set([commonName, ...csr.dnsNames])];
+    const { csr, commonName: csrCommonName, names } = parseCsrOrThrow(input.csr);
+    commonName = csrCommonName;
+    sans = names;
     publicKey = csr.publicKeySpki;
   }
   checkNames(profile, sans);

@@ -64,7 +64,7 @@ function rows(opts: { gated: boolean; newCertificate?: string; certificateId?: s
             requested_by: actor.id,
             requester_type: actor.type,
             justification: 'a "quoted" justification, with ünïcode',
-            domains: [name],
+            domains: [name, `www.${name}`],
             environment: profile.environment,
             approvals_required: profile.approvals_required,
             requested_at: new Date(now.getTime() - 1),

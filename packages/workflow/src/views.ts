@@ -2,6 +2,7 @@ import type {
   ApprovalRow,
   CertificateRow,
   CertificateVersionRow,
+  ConfigRequestRow,
   JobRow,
   ProfileWithApprovers,
   VoteRow,
@@ -93,6 +94,7 @@ export interface ProfileView {
   escalation_after: string | null;
   renew_before_days: number;
   escalation_contacts: string[];
+  allow_bypass: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -178,6 +180,40 @@ export const profileView = (p: ProfileWithApprovers): ProfileView => ({
   escalation_after: p.escalation_after_seconds === null ? null : formatDuration(p.escalation_after_seconds * 1000),
   renew_before_days: p.renew_before_days,
   escalation_contacts: p.escalation_contacts,
+  allow_bypass: p.allow_bypass,
   created_at: p.created_at.toISOString(),
   updated_at: p.updated_at.toISOString(),
+});
+
+export interface ConfigRequestView {
+  id: string;
+  kind: string;
+  target_id: string;
+  summary: string;
+  /** The change as it will be applied; a key's secret appears only as its hash. */
+  change: unknown;
+  justification: string;
+  state: string;
+  requested_by: string;
+  requested_at: string;
+  expires_at: string;
+  decided_by: string | null;
+  decided_at: string | null;
+  decision_note: string | null;
+}
+
+export const configRequestView = (r: ConfigRequestRow): ConfigRequestView => ({
+  id: r.id,
+  kind: r.kind,
+  target_id: r.target_id,
+  summary: r.summary,
+  change: r.change,
+  justification: r.justification,
+  state: r.state,
+  requested_by: r.requested_by,
+  requested_at: r.requested_at.toISOString(),
+  expires_at: r.expires_at.toISOString(),
+  decided_by: r.decided_by,
+  decided_at: r.decided_at?.toISOString() ?? null,
+  decision_note: r.decision_note,
 });

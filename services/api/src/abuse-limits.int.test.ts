@@ -1,7 +1,6 @@
 import { once } from 'node:events';
 import { createRedis } from '@countersign/queues';
-import { csrFor, seedOrg } from '@countersign/testing';
-import { createApiKey, createPrincipal } from '@countersign/workflow';
+import { csrFor, seedOrg, seedPrincipal } from '@countersign/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryRateLimiter, redisRateLimiter } from './rate-limit.ts';
 import { type ApiHarness, startApiHarness } from './test/api-harness.ts';
@@ -39,9 +38,8 @@ async function submit(key: string, headers: Record<string, string> = {}, profile
 
 /** A principal of its own per test, so budgets do not leak between tests. */
 async function freshPrincipal(role: 'requester' | 'operator' = 'requester') {
-  const p = await createPrincipal(h.tdb.handle.db, h.org.admin, { name: `p${++n}`, role });
-  const key = await createApiKey(h.tdb.handle.db, { id: h.org.admin.id, type: 'user' }, h.org.orgId, p.id, {});
-  return { id: p.id, key: key.key };
+  const p = await seedPrincipal(h.tdb.handle.db, h.org.admin, `p${++n}`, role);
+  return { id: p.id, key: p.key };
 }
 
 /** The producer connection refuses commands until connected (no offline queue), as in the services. */

@@ -28,8 +28,10 @@ import { approvalRoutes, type DecisionObserver } from './routes/approvals.routes
 import { type AuditDeps, auditRoutes } from './routes/audit.routes.ts';
 import { certificateRoutes } from './routes/certificates.routes.ts';
 import { clientCertificateRoutes } from './routes/client-certificates.routes.ts';
+import { ConfigRequestSchema, configurationRoutes } from './routes/configuration.routes.ts';
 import { consoleRoutes } from './routes/console.routes.ts';
 import { diffRoutes } from './routes/diff.routes.ts';
+import { intakeKeyRoutes } from './routes/intake-keys.routes.ts';
 import { type QueueDashboardDeps, queueDashboardRoutes } from './routes/queues-dashboard.routes.ts';
 import { ProblemSchema } from './schemas.ts';
 
@@ -146,6 +148,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema),
   );
   app.addSchema(ProblemSchema);
+  app.addSchema(ConfigRequestSchema);
 
   await app.register(swagger, {
     openapi: {
@@ -217,9 +220,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  adminRoutes(app, deps.db);
+  adminRoutes(app, deps.db, deps.settings);
+  configurationRoutes(app, deps.db);
   certificateRoutes(app, deps.db, deps.settings);
-  clientCertificateRoutes(app, deps.db);
+  clientCertificateRoutes(app, deps.db, deps.settings);
+  intakeKeyRoutes(app, deps.db, deps.settings);
   approvalRoutes(app, deps.db, deps.onDecision);
   if (deps.audit) auditRoutes(app, deps.db, deps.audit);
   diffRoutes(app, deps.db);

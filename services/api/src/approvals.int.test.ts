@@ -1,5 +1,5 @@
 import { csrFor, profileFields } from '@countersign/testing';
-import { createApiKey, saveProfile } from '@countersign/workflow';
+import { mintOwnApiKey, saveProfile } from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiHarness, startApiHarness } from './test/api-harness.ts';
 
@@ -46,15 +46,8 @@ describe('two-person integrity', () => {
     expect(own.body.code).toBe('two_person_integrity');
     expect(own.body.detail).toContain('two-person integrity');
 
-    const second = await createApiKey(
-      h.tdb.handle.db,
-      { id: h.org.admin.id, type: 'user' },
-      h.org.orgId,
-      h.org.operator1.id,
-      {
-        name: 'second',
-      },
-    );
+    // A second key the requester minted for itself: its own, so only two-person integrity can refuse it.
+    const second = await mintOwnApiKey(h.tdb.handle.db, h.org.operator1, { name: 'second' });
     const viaSecond = await decide(second.key, approval.id, 'approve');
     expect(viaSecond.status).toBe(403);
     expect(viaSecond.body.code).toBe('two_person_integrity');
@@ -145,7 +138,8 @@ describe('decisions', () => {
         case 1:
           return () => decide(h.org.operator1.key, approval.id, 'reject', { note: `reject ${i}` });
         default:
-          return () => decide(i % 2 ? h.org.operator2.key : h.org.admin.key, approval.id, 'approve');
+          // The admin created the requester, so it is no second person here (SPEC §1.6): operator2 approves.
+          return () => decide(h.org.operator2.key, approval.id, 'approve');
       }
     });
     const results = await Promise.all(callers.map((c) => c()));

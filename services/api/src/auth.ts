@@ -35,7 +35,8 @@ export function authenticator(db: Db) {
         'the client certificate and the API key belong to different principals; send one identity',
       );
     }
-    req.principal = byCertificate ?? byKey;
+    // Both of one principal: decide with whichever is the principal's own credential.
+    req.principal = byCertificate && byKey && !byCertificate.credential.own ? byKey : (byCertificate ?? byKey);
   };
 }
 
@@ -107,7 +108,8 @@ async function authenticateClientCertificate(db: Db, req: FastifyRequest): Promi
       'this client certificate matches bindings of more than one principal; an admin must remove one',
     );
   }
-  const row = rows[0];
+  // One principal may have several bindings matching this certificate: its own one counts first.
+  const row = rows.find((r) => r.created_by === r.principal_id) ?? rows[0];
   if (!row) {
     throw new DomainError(
       'unauthenticated',
@@ -123,5 +125,11 @@ async function authenticateClientCertificate(db: Db, req: FastifyRequest): Promi
     kind: row.kind as PrincipalKind,
     name: row.name,
     keyId: `client-certificate:${row.binding_id}`,
+    credential: {
+      kind: 'client_certificate',
+      id: row.binding_id,
+      own: row.created_by === row.principal_id,
+      createdBy: row.created_by,
+    },
   };
 }

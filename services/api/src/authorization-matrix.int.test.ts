@@ -1,8 +1,9 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { createTestCa, issueTestCertificate } from '@countersign/ca/testing';
 import { certificates, clientCertificates, completeIssuance, jobs } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import { csrFor, profileFields, type SeededOrg, seedOrg } from '@countersign/testing';
-import { createApiKey, createPrincipal, revokeApiKey, saveProfile } from '@countersign/workflow';
+import { createEnrollmentKey, createPrincipal, mintOwnApiKey, revokeApiKey, saveProfile } from '@countersign/workflow';
 import type { RouteOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiHarness, startApiHarness } from './test/api-harness.ts';
@@ -64,6 +65,9 @@ let servicePrincipalId: string;
 let shared: { approvalId: string; jobId: string; certificateId: string; issuedCertificateId: string };
 let n = 0;
 const unique = () => `${Date.now().toString(36)}-${++n}`;
+/** A new P-256 public key (JWK) for each intake-key fixture: an org registers a public key once. */
+const freshIntakePublicKey = () =>
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
 
 async function submit(key: string, profileId: string) {
   const cn = `matrix-${unique()}.example.test`;
@@ -84,6 +88,20 @@ async function freshApproval() {
   return { approvalId: r.approval.id, jobId: r.job.id, certificateId: r.certificate.id };
 }
 
+/**
+ * A pending configuration request of org A's admin. Org A is not two-person ready, so no route makes one; it
+ * is written as the services' role would, to check who may see and decide it.
+ */
+async function freshConfigRequest(): Promise<string> {
+  const r = await h.tdb.superuser<{ id: string }>(
+    `INSERT INTO config_requests (org_id, kind, target_id, change, summary, justification, requested_by, expires_at)
+     VALUES ($1, 'principal_create', gen_random_uuid(), '{"name":"matrix","role":"operator"}', 'create matrix (operator)',
+             'authorization matrix', $2, now() + interval '1 day') RETURNING id`,
+    [A.orgId, A.admin.id],
+  );
+  return r.rows[0]?.id ?? '';
+}
+
 const testCa = createTestCa('Matrix Test CA');
 
 /** An issued certificate of org A's requester whose job is closed, so it can be renewed. */
@@ -92,6 +110,8 @@ async function freshIssuedCertificate(): Promise<string> {
   const db = h.tdb.handle.db;
   const leaf = issueTestCertificate(testCa, { commonName: 'matrix.example.test', usage: 'server' });
   const now = Date.now();
+  const job = await jobs.findJob(db, A.orgId, r.job.id);
+  if (!job) throw new Error('fixture job vanished');
   const version = await certificates.insertVersion(db, {
     orgId: A.orgId,
     certificateId: r.certificate.id,
@@ -103,9 +123,8 @@ async function freshIssuedCertificate(): Promise<string> {
     notAfter: new Date(now + 86_400_000),
     leafPem: leaf.certPem,
     chainPem: testCa.certPem,
+    sans: job.sans,
   });
-  const job = await jobs.findJob(db, A.orgId, r.job.id);
-  if (!job) throw new Error('fixture job vanished');
   // As the issuer records it: the certificate points at the version and the job completes.
   await completeIssuance(db, {
     job,
@@ -180,16 +199,96 @@ const MATRIX: Record<string, Row> = {
       payload: { name: `matrix-${unique()}` },
       ids: [A.requester.id],
     }),
-    own: [201, 403, 403, 403],
+    // A key for oneself is the principal's own (the requester here); for anyone else only an admin makes one.
+    own: [201, 403, 201, 403],
     other: [404, 403, 403, 403],
   },
-  'DELETE /api/v1/api-keys/:id': {
+  // The org and its configuration requests: anyone reads its org; admins and auditors read requests; only another
+  // admin than the requester decides (the fixture's request is org A's admin's own: 403 for it too).
+  'GET /api/v1/org': {
+    fixture: async () => ({ url: '/api/v1/org', ids: [A.orgId] }),
+    own: [200, 200, 200, 200],
+    other: [200, 200, 200, 200],
+  },
+  'GET /api/v1/configuration-requests': {
+    fixture: async () => ({ url: '/api/v1/configuration-requests', ids: [await freshConfigRequest()] }),
+    own: [200, 403, 403, 200],
+    other: [200, 403, 403, 200],
+  },
+  'GET /api/v1/configuration-requests/:id': {
     fixture: async () => {
-      const k = await createApiKey(h.tdb.handle.db, { id: A.admin.id, type: 'user' }, A.orgId, A.requester.id, {});
-      return { url: `/api/v1/api-keys/${k.id}`, ids: [k.id] };
+      const id = await freshConfigRequest();
+      return { url: `/api/v1/configuration-requests/${id}`, ids: [id] };
+    },
+    own: [200, 403, 403, 200],
+    other: [404, 403, 403, 404],
+  },
+  'POST /api/v1/configuration-requests/:id/approve': {
+    fixture: async () => {
+      const id = await freshConfigRequest();
+      return { url: `/api/v1/configuration-requests/${id}/approve`, payload: {}, ids: [id] };
+    },
+    own: [403, 403, 403, 403],
+    other: [404, 404, 404, 404],
+  },
+  'POST /api/v1/configuration-requests/:id/reject': {
+    fixture: async () => {
+      const id = await freshConfigRequest();
+      return { url: `/api/v1/configuration-requests/${id}/reject`, payload: { note: 'matrix' }, ids: [id] };
+    },
+    own: [403, 403, 403, 403],
+    other: [404, 404, 404, 404],
+  },
+  'POST /api/v1/configuration-requests/:id/cancel': {
+    fixture: async () => {
+      const id = await freshConfigRequest();
+      return { url: `/api/v1/configuration-requests/${id}/cancel`, payload: { reason: 'matrix' }, ids: [id] };
+    },
+    own: [200, 403, 403, 403],
+    other: [404, 404, 404, 404],
+  },
+  'GET /api/v1/principals/:id/api-keys': {
+    fixture: async () => ({ url: `/api/v1/principals/${A.requester.id}/api-keys`, ids: [A.requester.id] }),
+    own: [200, 403, 200, 200],
+    other: [404, 403, 403, 404],
+  },
+  'POST /api/v1/me/api-keys': {
+    fixture: async () => ({ url: '/api/v1/me/api-keys', payload: { name: `matrix-${unique()}` } }),
+    // Every principal mints its own key, in its own org.
+    own: [201, 201, 201, 201],
+    other: [201, 201, 201, 201],
+  },
+  'PATCH /api/v1/principals/:id': {
+    fixture: async () => {
+      const p = await createPrincipal(h.tdb.handle.db, A.admin, { name: `matrix-${unique()}`, role: 'requester' });
+      return { url: `/api/v1/principals/${p.id}`, payload: { email: `m${unique()}@example.test` }, ids: [p.id] };
     },
     own: [200, 403, 403, 403],
     other: [404, 403, 403, 403],
+  },
+  'POST /api/v1/me/client-certificates': {
+    fixture: async () => ({
+      url: '/api/v1/me/client-certificates',
+      payload: { san: `DNS:me-${unique()}.example.test` },
+    }),
+    // The seeded principals are users: client certificates are for service principals.
+    own: [400, 400, 400, 400],
+    other: [400, 400, 400, 400],
+  },
+  'DELETE /api/v1/api-keys/:id': {
+    fixture: async () => {
+      const k = await createEnrollmentKey(
+        h.tdb.handle.db,
+        { id: A.admin.id, type: 'user' },
+        A.orgId,
+        A.requester.id,
+        {},
+      );
+      return { url: `/api/v1/api-keys/${k.id}`, ids: [k.id] };
+    },
+    // The requester may revoke a key of its own; others' keys only an admin.
+    own: [200, 404, 200, 404],
+    other: [404, 404, 404, 404],
   },
 
   // Client-certificate bindings: admins manage, admins and auditors list.
@@ -216,11 +315,47 @@ const MATRIX: Record<string, Row> = {
         matchValue: `DNS:del-${unique()}.example.test`,
         name: null,
         createdBy: A.admin.id,
+        enrolledVia: null,
       });
       return { url: `/api/v1/client-certificates/${b.id}`, ids: [b.id] };
     },
     own: [200, 403, 403, 403],
     other: [404, 403, 403, 403],
+  },
+
+  // Intake signing keys: admins register them for service principals (a service principal registers its own;
+  // the matrix's principals are users), admins and auditors list, admins (or the key's principal) revoke.
+  'POST /api/v1/principals/:id/intake-keys': {
+    fixture: async () => ({
+      url: `/api/v1/principals/${servicePrincipalId}/intake-keys`,
+      payload: { public_key: freshIntakePublicKey() },
+      ids: [servicePrincipalId],
+    }),
+    own: [201, 403, 403, 403],
+    other: [404, 403, 403, 403],
+  },
+  'POST /api/v1/me/intake-keys': {
+    fixture: async () => ({ url: '/api/v1/me/intake-keys', payload: { public_key: freshIntakePublicKey() } }),
+    own: [403, 403, 403, 403],
+    other: [403, 403, 403, 403],
+  },
+  'GET /api/v1/intake-keys': {
+    fixture: async () => ({ url: '/api/v1/intake-keys', ids: [servicePrincipalId] }),
+    own: [200, 403, 403, 200],
+    other: [200, 403, 403, 200],
+  },
+  'DELETE /api/v1/intake-keys/:id': {
+    fixture: async () => {
+      const r = await h.call(A.admin.key, {
+        method: 'POST',
+        url: `/api/v1/principals/${servicePrincipalId}/intake-keys`,
+        payload: { public_key: freshIntakePublicKey() },
+      });
+      if (r.status !== 201) throw new Error(`fixture intake key failed: ${r.status} ${JSON.stringify(r.body)}`);
+      return { url: `/api/v1/intake-keys/${r.body.id}`, ids: [r.body.id] };
+    },
+    own: [200, 403, 403, 403],
+    other: [404, 404, 404, 404],
   },
 
   // Certificates: requesters, operators and admins ask; everyone in the org reads (requesters their own).
@@ -299,8 +434,9 @@ const MATRIX: Record<string, Row> = {
       const a = await freshApproval();
       return { url: `/api/v1/approvals/${a.approvalId}/approve`, payload: {}, ids: [a.approvalId] };
     },
-    // The requester made the request: two-person integrity (403); an auditor never decides.
-    own: [200, 200, 403, 403],
+    // The requester made the request: two-person integrity (403); the admin created the requester, so it is no
+    // second person either (403); an auditor never decides.
+    own: [403, 200, 403, 403],
     other: [404, 404, 404, 404],
   },
   'POST /api/v1/approvals/:id/reject': {
@@ -308,7 +444,7 @@ const MATRIX: Record<string, Row> = {
       const a = await freshApproval();
       return { url: `/api/v1/approvals/${a.approvalId}/reject`, payload: { note: 'matrix' }, ids: [a.approvalId] };
     },
-    own: [200, 200, 403, 403],
+    own: [403, 200, 403, 403],
     other: [404, 404, 404, 404],
   },
   'POST /api/v1/approvals/:id/void': {
@@ -437,11 +573,10 @@ beforeAll(async () => {
   A = h.org;
   B = await seedOrg(h.tdb.handle.db);
   const db = h.tdb.handle.db;
-  const actor = { id: A.admin.id, type: 'user' as const };
-  const revoked = await createApiKey(db, actor, A.orgId, A.admin.id, { name: 'revoked' });
+  const revoked = await mintOwnApiKey(db, A.admin, { name: 'revoked' });
   await revokeApiKey(db, A.admin, revoked.id);
   revokedKey = revoked.key;
-  const expired = await createApiKey(db, actor, A.orgId, A.admin.id, { name: 'expired' });
+  const expired = await mintOwnApiKey(db, A.admin, { name: 'expired' });
   await h.tdb.superuser(`UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE id = $1`, [expired.id]);
   expiredKey = expired.key;
   servicePrincipalId = (await createPrincipal(db, A.admin, { name: 'matrix-svc', role: 'operator', kind: 'service' }))

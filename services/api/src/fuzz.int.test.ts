@@ -1,7 +1,7 @@
 import { tamperCsrSignature } from '@countersign/ca/testing';
 import { ERROR_STATUS, type ErrorCode } from '@countersign/domain';
 import { csrFor, type SeededOrg, seedOrg } from '@countersign/testing';
-import { createApiKey, createPrincipal } from '@countersign/workflow';
+import { createEnrollmentKey, createPrincipal } from '@countersign/workflow';
 import fc from 'fast-check';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -902,7 +902,7 @@ beforeAll(async () => {
   expect(binding.status).toBe(201);
   const victimKeys = [];
   for (let i = 0; i < 5; i++) {
-    victimKeys.push((await createApiKey(db, { id: A.admin.id, type: 'user' }, A.orgId, A.requester.id, {})).id);
+    victimKeys.push((await createEnrollmentKey(db, { id: A.admin.id, type: 'user' }, A.orgId, A.requester.id, {})).id);
   }
   const checkpoint = await h.call(A.admin.key, { method: 'POST', url: '/api/v1/audit/checkpoints', payload: {} });
 

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { keyringOf, loadOrCreateSigningKey } from '@countersign/db';
+import { keyringOf } from '@countersign/db';
 import { metricFactories } from '@countersign/observability';
-import { createWorker, openQueue, QUEUE_NAMES } from '@countersign/queues';
-import { closeSharedClients, startService } from '@countersign/runtime';
+import { openQueue, QUEUE_NAMES } from '@countersign/queues';
+import { closeSharedClients, openSigningKeyOrExit, startService } from '@countersign/runtime';
 import { buildApi } from './app.ts';
 import { auditStartupCheck } from './audit-startup.ts';
-import { intakeHandler } from './intake.handler.ts';
+import { createIntakeWorker } from './intake.handler.ts';
 import { redisRateLimiter } from './rate-limit.ts';
+import { operatorTokenSha256Of } from './routes/queues-dashboard.routes.ts';
 import { listenMtls, type MtlsListener } from './tls.ts';
 
 /** Composition root of the api service: HTTP API and the `renewal-requests` intake worker. */
@@ -21,16 +22,9 @@ const httpDuration = metricFactories.httpDuration(registry);
 const chainOk = metricFactories.auditChainOk(registry);
 
 // The audit chain is verified before the api calls itself ready (SPEC §1.6);
-// checkpoints are signed with a key kept outside the database.
-const { key: signingKey, created: keyCreated } = await loadOrCreateSigningKey(config.auditSigningKeyFile, {
-  create: config.auditSigningKeyCreate,
-});
-if (keyCreated) {
-  log.warn(
-    { file: config.auditSigningKeyFile, key_id: signingKey.keyId },
-    'generated a new audit checkpoint signing key; give its public key (.pub) to your auditors',
-  );
-}
+// checkpoints are signed with a key kept outside the database, which must be
+// the key that signed the newest checkpoints (or a rotation the operator asked for).
+const signingKey = await openSigningKeyOrExit(rt);
 const chainCheck = auditStartupCheck({
   database,
   mode: config.auditVerifyOnStart,
@@ -40,8 +34,37 @@ const chainCheck = auditStartupCheck({
 });
 rt.addReadiness('audit_chain', chainCheck.status);
 
-// The dashboard's queues ride the producer connection; they only read and act on request.
-const dashboardQueues = Object.values(QUEUE_NAMES).map((name) => openQueue(name, rt.queues));
+// The queue dashboard is the installation's: mounted only when an operator token is configured (never
+// an org's key). Its queues ride the producer connection; they only read, and act when writes are on.
+const dashboard = config.queueDashboard;
+let dashboardTokenSha256 = '';
+if (dashboard) {
+  try {
+    dashboardTokenSha256 = operatorTokenSha256Of(dashboard.token);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    log.fatal({ err: message }, 'queue dashboard token');
+    process.stderr.write(`countersign-api: ${message}\n`);
+    process.exit(78);
+  }
+  const mode = dashboard.writes ? 'writes enabled (COUNTERSIGN_QUEUE_DASHBOARD_WRITES)' : 'read-only';
+  log[dashboard.writes ? 'warn' : 'info'](
+    { path: '/admin/queues' },
+    `queue dashboard mounted for the operator token, ${mode}`,
+  );
+}
+const dashboardQueues = dashboard ? Object.values(QUEUE_NAMES).map((name) => openQueue(name, rt.queues)) : [];
+
+// One limiter and one set of limits for HTTP and the intake queue: a principal has one budget however it submits.
+const rateLimiter = redisRateLimiter(rt.redis, {
+  keyPrefix: config.queuePrefix,
+  onUnavailable: (err) => log.warn({ err: err.message }, 'rate limiter cannot reach Redis; letting requests through'),
+});
+const limits = {
+  submitPerMinute: config.rateLimitSubmitPerMinute,
+  decidePerMinute: config.rateLimitDecidePerMinute,
+  maxOpenRequests: config.maxOpenRequests,
+};
 
 const api = await buildApi({
   db,
@@ -65,25 +88,35 @@ const api = await buildApi({
   observeRequest: (method, route, status, seconds) =>
     httpDuration.observe({ method, route, status: String(status) }, seconds),
   bodyLimit: config.httpBodyLimitBytes,
-  rateLimiter: redisRateLimiter(rt.redis, {
-    keyPrefix: config.queuePrefix,
-    onUnavailable: (err) => log.warn({ err: err.message }, 'rate limiter cannot reach Redis; letting requests through'),
-  }),
-  limits: {
-    submitPerMinute: config.rateLimitSubmitPerMinute,
-    decidePerMinute: config.rateLimitDecidePerMinute,
-    maxOpenRequests: config.maxOpenRequests,
-  },
-  queueDashboard: {
-    queues: dashboardQueues,
-    redis: rt.redis,
-    keyPrefix: config.queuePrefix,
-    secureCookie: config.publicUrl.startsWith('https:'),
-    publicUrl: config.publicUrl,
-  },
+  rateLimiter,
+  limits,
+  queueDashboard: dashboard
+    ? {
+        queues: dashboardQueues,
+        redis: rt.redis,
+        keyPrefix: config.queuePrefix,
+        secureCookie: config.publicUrl.startsWith('https:'),
+        publicUrl: config.publicUrl,
+        tokenSha256: dashboardTokenSha256,
+        writes: dashboard.writes,
+      }
+    : undefined,
 });
 
-const intake = createWorker('renewal-requests', rt.workerQueues, intakeHandler(db, settings), { concurrency: 8 });
+const intakeRejected = metricFactories.intakeRejected(registry);
+const intake = createIntakeWorker(
+  rt.workerQueues,
+  {
+    db,
+    settings,
+    log,
+    maxAgeMs: config.intakeMaxAgeMs,
+    limiter: rateLimiter,
+    limits,
+    onRejected: (reason) => intakeRejected.inc({ reason }),
+  },
+  { concurrency: 8 },
+);
 intake.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'renewal-requests job failed'));
 
 await rt.startOps();

@@ -35,6 +35,8 @@ const expiredCert = issueTestCertificate(trusted, {
   notAfter: new Date(Date.now() - DAY),
 });
 const unregisteredCert = issueTestCertificate(trusted, { commonName: 'stranger', usage: 'client' });
+/** A second certificate of the deployer's, bound by an admin: an enrollment credential. */
+const deployerAdminBoundCert = issueTestCertificate(trusted, { commonName: 'deployer-2', usage: 'client' });
 const foreignCert = issueTestCertificate(foreign, { commonName: 'deployer', usage: 'client' });
 
 let h: ApiHarness;
@@ -132,14 +134,23 @@ beforeAll(async () => {
     h.org.operator2.id,
     deployer.id,
   ]);
-  const byCert = await h.call(h.org.admin.key, {
+  // The deployer registers its own certificate with the enrollment key the admin gave it: its own credential.
+  const byCert = await h.call(deployer.key, {
     method: 'POST',
-    url: `/api/v1/principals/${deployer.id}/client-certificates`,
+    url: '/api/v1/me/client-certificates',
     payload: { certificate: deployerCert.certPem, name: 'deployer on ci-runner-7' },
   });
   expect(byCert.status).toBe(201);
   expect(byCert.body.match_kind).toBe('fingerprint');
+  expect(byCert.body.created_by).toBe(deployer.id);
   deployerBindingId = byCert.body.id;
+  const byAdmin = await h.call(h.org.admin.key, {
+    method: 'POST',
+    url: `/api/v1/principals/${deployer.id}/client-certificates`,
+    payload: { certificate: deployerAdminBoundCert.certPem, name: 'bound by the admin' },
+  });
+  expect(byAdmin.status).toBe(201);
+  expect(byAdmin.body.created_by).toBe(h.org.admin.id);
   const bySan = await h.call(h.org.admin.key, {
     method: 'POST',
     url: `/api/v1/principals/${renewer.id}/client-certificates`,
@@ -236,6 +247,33 @@ describe('two-person integrity across certificate and key', () => {
       [approval.id],
     );
     expect(audit.rows).toEqual([{ actor_id: deployer.id, actor_type: 'service' }]);
+    const vote = await h.tdb.superuser<{ credential_kind: string; credential_id: string }>(
+      'SELECT credential_kind, credential_id FROM approval_votes WHERE approval_id = $1',
+      [approval.id],
+    );
+    expect(vote.rows).toEqual([{ credential_kind: 'client_certificate', credential_id: deployerBindingId }]);
+  });
+
+  it('refuses a decision with a certificate an admin bound for the principal (an enrollment credential)', async () => {
+    const { approval, job } = await submitAs(h.org.requester.key, 'deploy-enrolled.example.test');
+    const me = await call(deployerAdminBoundCert, 'GET', '/api/v1/me');
+    expect(me.status).toBe(200);
+    expect(me.body.credential).toMatchObject({ kind: 'client_certificate', own: false, created_by: h.org.admin.id });
+    const r = await call(deployerAdminBoundCert, 'POST', `/api/v1/approvals/${approval.id}/approve`, {});
+    expect(r.status).toBe(403);
+    expect(r.body.code).toBe('enrollment_credential');
+    const votes = await h.tdb.superuser('SELECT 1 FROM approval_votes WHERE approval_id = $1', [approval.id]);
+    expect(votes.rowCount).toBe(0);
+    const state = await h.tdb.superuser<{ status: string }>('SELECT status FROM jobs WHERE id = $1', [job.id]);
+    expect(state.rows[0]?.status).toBe('awaiting_approval');
+    // The deployer's enrollment key was used to register its own certificate: it cannot make a second one.
+    const again = await h.call(deployer.key, {
+      method: 'POST',
+      url: '/api/v1/me/client-certificates',
+      payload: { certificate: unregisteredCert.certPem },
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.detail).toContain('already used');
   });
 });
 
@@ -243,8 +281,9 @@ describe('binding administration', () => {
   it('lists bindings to admins and auditors only, and audits registrations', async () => {
     const list = await h.call(h.org.auditor.key, { method: 'GET', url: '/api/v1/client-certificates' });
     expect(list.status).toBe(200);
+    // The deployer's own binding and the one the admin made for it, and the renewer's.
     expect(list.body.items.map((b: { principal_id: string }) => b.principal_id).sort()).toEqual(
-      [deployer.id, renewer.id].sort(),
+      [deployer.id, deployer.id, renewer.id].sort(),
     );
     const filtered = await h.call(h.org.admin.key, {
       method: 'GET',
@@ -260,14 +299,20 @@ describe('binding administration', () => {
     });
     expect(rest.body.items).toHaveLength(1);
     expect(rest.body.items[0].id).not.toBe(paged.body.items[0].id);
-    expect(rest.body.next_cursor).toBeNull();
+    const last = await h.call(h.org.admin.key, {
+      method: 'GET',
+      url: `/api/v1/client-certificates?limit=1&cursor=${rest.body.next_cursor}`,
+    });
+    expect(last.body.items).toHaveLength(1);
+    expect([paged.body.items[0].id, rest.body.items[0].id]).not.toContain(last.body.items[0].id);
+    expect(last.body.next_cursor).toBeNull();
 
     expect((await h.call(h.org.operator1.key, { method: 'GET', url: '/api/v1/client-certificates' })).status).toBe(403);
     const audited = await h.tdb.superuser(
       `SELECT 1 FROM audit_records WHERE action = 'client_certificate_registered' AND org_id = $1`,
       [h.org.orgId],
     );
-    expect(audited.rowCount).toBe(2);
+    expect(audited.rowCount).toBe(3);
   });
 
   it('refuses bindings for user principals, duplicates, malformed values and two kinds at once', async () => {

@@ -21,6 +21,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   unauthenticated: 'Unauthenticated',
   forbidden: 'Forbidden',
   two_person_integrity: 'Two-person integrity',
+  enrollment_credential: 'Enrollment credential',
   not_found: 'Not found',
   validation_failed: 'Validation failed',
   domain_not_allowed: 'Domain not allowed',

@@ -106,6 +106,9 @@ export const ProfileSchema = Type.Object({
   escalation_after: Nullable(Type.String()),
   renew_before_days: Type.Integer(),
   escalation_contacts: Type.Array(Type.String()),
+  allow_bypass: Type.Boolean({
+    description: 'COUNTERSIGN_APPROVAL_BYPASS may auto-approve this profile (never a production environment)',
+  }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });
@@ -116,6 +119,8 @@ export const PrincipalSchema = Type.Object({
   email: Nullable(Type.String()),
   role: Type.String(),
   kind: Type.String(),
+  created_by: Type.String({ description: 'The principal or system actor that created it' }),
+  disabled: Type.Boolean(),
   created_at: Type.String({ format: 'date-time' }),
 });
 

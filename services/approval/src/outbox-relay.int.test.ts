@@ -390,29 +390,35 @@ describe('outbox relay', () => {
     }
   });
 
-  it('with bypass on, auto-approves non-production requests as system-bypass and never production ones', async () => {
+  it('with bypass on, auto-approves requests of profiles that allow it as system-bypass, and no others', async () => {
     const { saveProfile } = await import('@countersign/workflow');
     const { profileFields } = await import('@countersign/testing');
     const staging = await saveProfile(
       tdb.handle.db,
       org.admin,
       null,
-      profileFields({ name: 'staging-web', environment: 'staging' }),
+      profileFields({ name: 'staging-web', environment: 'staging', allow_bypass: true }),
       [org.operator1.id],
     );
+    // A non-production profile that does not allow the bypass: an explicit permission, not an environment name.
+    const qa = await saveProfile(tdb.handle.db, org.admin, null, profileFields({ name: 'qa-web', environment: 'qa' }), [
+      org.operator1.id,
+    ]);
     const q = relayFor(randomQueuePrefix(), true);
     try {
       const stagingReq = await submit(staging.id);
       const prodReq = await submit(org.gated.id);
+      const qaReq = await submit(qa.id);
       await q.relay.drain();
       await q.relay.drain();
       const rows = await tdb.superuser<{ id: string; state: string; decided_by: string | null }>(
         'SELECT id, state, decided_by FROM approval_requests WHERE id = ANY($1)',
-        [[stagingReq.approval?.id, prodReq.approval?.id]],
+        [[stagingReq.approval?.id, prodReq.approval?.id, qaReq.approval?.id]],
       );
       const byId = Object.fromEntries(rows.rows.map((r) => [r.id, r]));
       expect(byId[stagingReq.approval?.id ?? '']).toMatchObject({ state: 'approved', decided_by: 'system-bypass' });
       expect(byId[prodReq.approval?.id ?? '']).toMatchObject({ state: 'pending', decided_by: null });
+      expect(byId[qaReq.approval?.id ?? '']).toMatchObject({ state: 'pending', decided_by: null });
       const audit = await tdb.superuser<{ action: string; actor_id: string }>(
         `SELECT action, actor_id FROM audit_records WHERE resource_id = $1 AND action = 'approval_bypassed'`,
         [stagingReq.approval?.id],

@@ -124,6 +124,20 @@ export function createRelay(deps: RelayDeps) {
           ],
         };
       }
+      case 'config.submitted':
+      case 'config.decided': {
+        const { config_request_id } = row.payload as { config_request_id: string };
+        const kind = row.topic === 'config.submitted' ? 'config_submitted' : 'config_decided';
+        return {
+          issuance: [],
+          notifications: [
+            {
+              data: { kind, org_id: row.org_id, config_request_id },
+              opts: { jobId: jobIds.notification(kind, config_request_id) },
+            },
+          ],
+        };
+      }
       default: {
         // A topic in OUTBOX_TOPICS (so taken, deleted in this transaction) without a publisher:
         // failing the batch rolls the delete back rather than losing the event.

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { IssuerConnector } from '@countersign/ca';
 import { appendAudit, certificates, completeIssuance, type Db, jobs } from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
@@ -14,7 +15,9 @@ import type { Logger } from '@countersign/observability';
  */
 export type IssueOutcome =
   | { status: 'issued'; versionId: string; profileId: string; issuer: string; releasedAt: Date | null }
-  | { status: 'skipped'; reason: string };
+  | { status: 'skipped'; reason: string }
+  /** Signed, but the leaf's names or key differ from what was approved: the job failed, nothing delivered. */
+  | { status: 'refused'; reason: string };
 
 export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerConnector>, log: Logger) {
   return async (jobId: string): Promise<IssueOutcome> =>
@@ -31,13 +34,33 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
       if (!profile) return skip(log, jobId, 'profile is gone');
       const connector = connectors.get(profile.issuer);
       if (!connector) throw new Error(`no issuer connector "${profile.issuer}" is configured`);
+      // What the approvers were shown is what is signed: a gated job signs its request's names.
+      const approved = job.requires_approval ? locked.approvedNames : job.sans;
+      if (!approved || approved.length === 0) return skip(log, jobId, 'no approved names');
 
       const signed = await connector.issue({
         commonName: job.common_name,
-        dnsNames: job.sans,
+        dnsNames: approved,
         publicKeySpki: job.public_key,
         validityDays: profile.validityDays,
       });
+      const mismatch = issuedMismatch(signed.leafPem, approved, job.public_key);
+      if (mismatch) {
+        // Never delivered: the job fails for good with the difference named, in this transaction.
+        log.error({ job_id: job.id, mismatch }, 'issued certificate differs from what was approved; not recorded');
+        const failed = await jobs.failJob(tx, job.id, `issued certificate differs from the approval: ${mismatch}`);
+        if (failed) {
+          await appendAudit(tx, {
+            orgId: job.org_id,
+            actor: SYSTEM_ACTORS.issuer,
+            action: 'issuance_failed',
+            resourceType: 'job',
+            resourceId: job.id,
+            details: { status: 'failed', error: 'issued_mismatch', mismatch, serial: signed.serialHex },
+          });
+        }
+        return { status: 'refused', reason: mismatch };
+      }
       const version = await certificates.insertVersion(tx, {
         orgId: job.org_id,
         certificateId: job.certificate_id,
@@ -49,6 +72,7 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         notAfter: signed.notAfter,
         leafPem: signed.leafPem,
         chainPem: signed.chainPem,
+        sans: leafDnsNames(new X509Certificate(signed.leafPem)),
       });
       await completeIssuance(tx, {
         job,
@@ -79,6 +103,39 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         releasedAt: job.released_at,
       };
     });
+}
+
+/** The leaf's own DNS subjectAltNames, lower-cased, as X509Certificate lists them. */
+export function leafDnsNames(leaf: X509Certificate): string[] {
+  return (leaf.subjectAltName ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4).toLowerCase());
+}
+
+/**
+ * Compares a signed leaf with the approval: exactly the approved DNS names
+ * (no more, no fewer) and the requested public key. Returns the difference,
+ * or null when they agree. The database compares the names once more when the
+ * version is recorded.
+ */
+export function issuedMismatch(leafPem: string, approved: readonly string[], publicKeySpki: Buffer): string | null {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(leafPem);
+  } catch {
+    return 'the connector returned no parsable certificate';
+  }
+  const got = new Set(leafDnsNames(leaf));
+  const want = new Set(approved.map((n) => n.toLowerCase()));
+  const extra = [...got].filter((n) => !want.has(n));
+  const missing = [...want].filter((n) => !got.has(n));
+  if (extra.length > 0 || missing.length > 0) {
+    return `names differ (extra: [${extra.join(', ')}], missing: [${missing.join(', ')}])`;
+  }
+  const key = leaf.publicKey.export({ type: 'spki', format: 'der' });
+  if (!key.equals(publicKeySpki)) return 'the public key is not the requested one';
+  return null;
 }
 
 function skip(log: Logger, jobId: string, reason: string): IssueOutcome {

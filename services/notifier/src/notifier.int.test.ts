@@ -4,7 +4,18 @@ import { freePort } from '@countersign/devstack';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import { createLogger } from '@countersign/observability';
 import { EXPIRY_BATCH, enqueue, jobIds } from '@countersign/queues';
-import { approve, createPrincipal, expireDue, reject, renewCertificate, voidRequest } from '@countersign/workflow';
+import { enrollPrincipal } from '@countersign/testing';
+import {
+  addInstallationAdmin,
+  approve,
+  configurePrincipal,
+  createPrincipal,
+  expireDue,
+  reject,
+  rejectConfigRequest,
+  renewCertificate,
+  voidRequest,
+} from '@countersign/workflow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deliver, NO_SMTP_REASON } from './deliveries.ts';
 import { createSmtpMailer } from './mailer.ts';
@@ -39,16 +50,13 @@ describe('mail on submission, decision and issuance', () => {
     const r = await p.submit(p.org.requester, p.org.gated.id, cn, 'new web frontend for the shop');
     await p.drain();
 
-    const asks = await eventually('three approval mails', async () => {
+    const asks = await eventually('two approval mails', async () => {
       const m = p.sink.messages().filter((x) => x.subject.includes(`Approval needed: ${cn}`));
-      return m.length >= 3 && m;
+      return m.length >= 2 && m;
     });
     await sleep(300);
-    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([
-      addr('admin'),
-      addr('operator1'),
-      addr('operator2'),
-    ]);
+    // The admin created the requester, so it is no second person on this request and is not asked (SPEC §1.6).
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('operator1'), addr('operator2')]);
     expect(p.sink.messages().some((m) => m.to.includes(addr('requester')))).toBe(false);
     const ask = asks[0]!;
     expect(ask.subject).toBe(`[Countersign] Approval needed: ${cn} (production-web, production)`);
@@ -106,20 +114,19 @@ describe('mail on submission, decision and issuance', () => {
 
     await sleep(300);
     const all = p.sink.messages().filter((m) => m.text.includes(r.approvalId) || m.text.includes(r.certificate.id));
-    expect(all).toHaveLength(5);
+    expect(all).toHaveLength(4);
     const rows = [
       ...(await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId))),
       ...(await deliveriesOf(jobIds.notification('approval_decided', r.approvalId))),
       ...(await deliveriesOf(jobIds.notification('certificate_issued', version.id))),
     ];
     expect(rows.map((x) => [x.recipient, x.status, x.attempts])).toEqual([
-      [addr('admin'), 'sent', 1],
       [addr('operator1'), 'sent', 1],
       [addr('operator2'), 'sent', 1],
       [addr('requester'), 'sent', 1],
       [addr('requester'), 'sent', 1],
     ]);
-    expect(await p.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'sent' })).toBe(3);
+    expect(await p.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'sent' })).toBe(2);
   });
 
   it('never mails the requester when the requester is an approver, too', async () => {
@@ -127,11 +134,12 @@ describe('mail on submission, decision and issuance', () => {
     await p.submit(p.org.operator1, p.org.gated.id, cn);
     await p.drain();
     await eventually(
-      'two approval mails',
-      async () => recipientsOf(p.sink.messages(), `Approval needed: ${cn}`).length >= 2,
+      'one approval mail',
+      async () => recipientsOf(p.sink.messages(), `Approval needed: ${cn}`).length >= 1,
     );
     await sleep(300);
-    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('admin'), addr('operator2')]);
+    // Not operator1 (the requester), and not the admin who created operator1.
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('operator2')]);
   });
 
   it('records a skipped delivery, with the reason, for an approver without an email address', async () => {
@@ -141,10 +149,9 @@ describe('mail on submission, decision and issuance', () => {
     await p.drain();
     const rows = await eventually('deliveries recorded', async () => {
       const x = await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId));
-      return x.filter((d) => d.status !== 'pending').length === 3 && x;
+      return x.filter((d) => d.status !== 'pending').length === 2 && x;
     });
     expect(rows.map((d) => [d.recipient, d.status, d.last_error])).toEqual([
-      [addr('admin'), 'sent', null],
       [addr('operator1'), 'sent', null],
       [`principal:${noMail.id}`, 'skipped', 'principal operator-nomail has no email address'],
     ]);
@@ -249,14 +256,9 @@ describe('exactly once per recipient', () => {
       return states.every((s) => s === 'completed');
     });
     await sleep(500);
-    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([
-      addr('admin'),
-      addr('operator1'),
-      addr('operator2'),
-    ]);
+    expect(recipientsOf(p.sink.messages(), `Approval needed: ${cn}`)).toEqual([addr('operator1'), addr('operator2')]);
     const rows = await deliveriesOf(jobIds.notification('approval_submitted', r.approvalId));
     expect(rows.map((x) => [x.status, x.attempts])).toEqual([
-      ['sent', 1],
       ['sent', 1],
       ['sent', 1],
     ]);
@@ -325,7 +327,7 @@ describe('exactly once per recipient', () => {
       .filter((m) => m.subject.includes('Reminder 1:') && m.text.includes(r.approvalId))
       .flatMap((m) => m.to)
       .sort();
-    expect(to).toEqual([addr('admin'), addr('operator1'), addr('operator2')]);
+    expect(to).toEqual([addr('operator1'), addr('operator2')]);
   });
 
   it('sends the deliveries claimed on record first, in claim order, then one an earlier attempt left', async () => {
@@ -384,17 +386,16 @@ describe('exactly once per recipient', () => {
       const key = jobIds.notification('approval_submitted', r.approvalId);
       const rows = await eventually('skipped rows', async () => {
         const x = await notifications.listDeliveries(q.db, key);
-        return x.length === 3 && x;
+        return x.length === 2 && x;
       });
       expect(rows.map((x) => [x.recipient, x.status, x.last_error])).toEqual([
-        [addr('admin'), 'skipped', NO_SMTP_REASON],
         [addr('operator1'), 'skipped', NO_SMTP_REASON],
         [addr('operator2'), 'skipped', NO_SMTP_REASON],
       ]);
       expect(q.sink.messages()).toHaveLength(0);
       expect(
         await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'skipped' }),
-      ).toBe(3);
+      ).toBe(2);
     } finally {
       await q.close();
     }
@@ -417,7 +418,7 @@ describe('exactly once per recipient', () => {
       );
       const rows = await eventually('failed rows', async () => {
         const x = await notifications.listDeliveries(q.db, key);
-        return x.length === 3 && x.every((d) => d.status === 'failed') && x;
+        return x.length === 2 && x.every((d) => d.status === 'failed') && x;
       });
       for (const d of rows) {
         expect(d.attempts).toBe(3);
@@ -427,9 +428,9 @@ describe('exactly once per recipient', () => {
       expect(await job?.getState()).toBe('failed');
       expect(
         await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'retried' }),
-      ).toBe(6);
+      ).toBe(4);
       expect(await q.metric('countersign_notifications_total', { kind: 'approval_submitted', outcome: 'failed' })).toBe(
-        3,
+        2,
       );
     } finally {
       await q.close();
@@ -470,7 +471,7 @@ describe('escalation reminders through BullMQ delays', () => {
     await p.drain();
     await eventually(
       'two reminder rounds',
-      async () => (reminderRounds(r.approvalId).get(2)?.length ?? 0) >= 4,
+      async () => (reminderRounds(r.approvalId).get(2)?.length ?? 0) >= 3,
       10_000,
     );
     await approve(p.db, p.org.operator1, r.approvalId, 'sorry for the wait');
@@ -481,12 +482,7 @@ describe('escalation reminders through BullMQ delays', () => {
     expect(audited).toEqual(audited.map((_, i) => i + 1));
     expect([...mailed.keys()].sort()).toEqual(audited);
     for (const to of mailed.values()) {
-      expect(to).toEqual([
-        'admin@example.test',
-        'oncall@example.test',
-        'operator1@example.test',
-        'operator2@example.test',
-      ]);
+      expect(to).toEqual(['oncall@example.test', 'operator1@example.test', 'operator2@example.test']);
     }
     const reminder = p.sink.messages().find((m) => m.subject.includes('Reminder 1:') && m.text.includes(r.approvalId))!;
     expect(reminder.subject).toBe(
@@ -534,6 +530,58 @@ describe('a late reminder', () => {
         .where('action', '=', 'approval_escalated')
         .execute();
       expect(audited.map((a) => (a.details as { round: number }).round)).toEqual([1, 2]);
+    } finally {
+      await q.close();
+    }
+  });
+});
+
+describe('mail on a configuration request', () => {
+  it('asks the other admins, never the requester, then tells the requester the outcome, once each', async () => {
+    const q = await startPipeline();
+    try {
+      q.startNotifier();
+      const org = await q.tdb.superuser<{ name: string }>('SELECT name FROM orgs WHERE id = $1', [q.org.orgId]);
+      // A second admin the installation adds (not the first admin's creation): the org becomes two-person ready.
+      const added = await addInstallationAdmin(q.db, org.rows[0]?.name ?? '', {
+        name: 'admin2',
+        email: addr('admin2'),
+      });
+      const admin2 = await enrollPrincipal(
+        q.db,
+        { id: added.admin.id, orgId: q.org.orgId, role: 'admin', kind: 'user', name: 'admin2' },
+        { id: added.key.id, key: added.key.key, createdBy: added.key.created_by },
+      );
+      const c = await configurePrincipal(q.db, SETTINGS, q.org.admin, { name: 'new-op', role: 'operator' }, 'on call');
+      if (c.status !== 'pending') throw new Error('expected the new operator to wait for the other admin');
+      await q.drain();
+      const ask = await q.sink.waitFor((m) => m.subject.includes('Configuration change needs a second admin'));
+      expect(ask.to).toEqual([addr('admin2')]);
+      for (const needle of [
+        c.request.id,
+        'create user principal new-op (operator)',
+        'on call',
+        `admin <${addr('admin')}>`,
+      ]) {
+        expect(ask.text).toContain(needle);
+      }
+      expect(ask.text).toContain(`'${PUBLIC_URL}/api/v1/configuration-requests/${c.request.id}/approve'`);
+      await rejectConfigRequest(q.db, admin2, c.request.id, 'no new operators this week');
+      await q.drain();
+      const told = await q.sink.waitFor((m) => m.subject.includes('Configuration change rejected'));
+      expect(told.to).toEqual([addr('admin')]);
+      expect(told.text).toContain('no new operators this week');
+      expect(told.text).toContain(`admin2 <${addr('admin2')}>`);
+      await sleep(500);
+      expect(q.sink.messages().filter((m) => m.subject.includes('Configuration change'))).toHaveLength(2);
+      const rows = [
+        ...(await notifications.listDeliveries(q.db, jobIds.notification('config_submitted', c.request.id))),
+        ...(await notifications.listDeliveries(q.db, jobIds.notification('config_decided', c.request.id))),
+      ];
+      expect(rows.map((x) => [x.recipient, x.status])).toEqual([
+        [addr('admin2'), 'sent'],
+        [addr('admin'), 'sent'],
+      ]);
     } finally {
       await q.close();
     }

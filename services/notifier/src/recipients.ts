@@ -85,10 +85,33 @@ export async function requesterExclusions(reads: RecipientReads, a: ApprovalRow)
 
 export async function approverRecipients(reads: RecipientReads, a: ApprovalRow): Promise<Recipient[]> {
   const [eligible, exclude] = await Promise.all([
-    identity.findEligibleApprovers(reads.db, a.org_id, a.profile_id),
+    identity.findEligibleApprovers(reads.db, a.org_id, a.profile_id, a.requested_by),
     requesterExclusions(reads, a),
   ]);
   return mergeRecipients([eligible.map(principalRecipient)], exclude);
+}
+
+/** Every enabled admin of the org but the requester (and its address): who may approve a configuration change. */
+export async function adminRecipients(reads: RecipientReads, orgId: string, requestedBy: string): Promise<Recipient[]> {
+  const [admins, requester] = await Promise.all([
+    identity.findEnabledAdmins(reads.db, orgId),
+    reads.principal(orgId, requestedBy),
+  ]);
+  const exclude = new Set<string>([requestedBy]);
+  if (requester?.email) exclude.add(normalize(requester.email));
+  return mergeRecipients([admins.map(principalRecipient)], exclude);
+}
+
+/** The admin who asked for a configuration change, told of its outcome. */
+export async function configRequesterRecipient(
+  reads: RecipientReads,
+  orgId: string,
+  requestedBy: string,
+): Promise<Recipient | null> {
+  const p = await reads.principal(orgId, requestedBy);
+  if (!p) return null;
+  const r = principalRecipient(p);
+  return p.disabled_at === null ? r : { ...r, skipReason: `principal ${p.name} is disabled` };
 }
 
 export function contactRecipients(addresses: readonly string[]): Recipient[] {

@@ -182,6 +182,89 @@ export function renderDecided(s: MailSettings, f: RequestFacts, d: DecisionFacts
   });
 }
 
+export interface ConfigFacts {
+  readonly requestId: string;
+  readonly summary: string;
+  readonly justification: string;
+  /** "name <email>" of the admin who asked. */
+  readonly requester: string;
+  readonly requestedAt: Date;
+  readonly expiresAt: Date;
+}
+
+function configFacts(f: ConfigFacts): [string, string][] {
+  return [
+    ['Request', f.requestId],
+    ['Change', f.summary],
+    ['Requested by', f.requester],
+    ['Requested at', formatTime(f.requestedAt)],
+    ['Justification', f.justification],
+    ['Expires at', formatTime(f.expiresAt)],
+  ];
+}
+
+export function renderConfigSubmitted(s: MailSettings, f: ConfigFacts): Rendered {
+  const url = `${base(s)}/api/v1/configuration-requests/${f.requestId}`;
+  return render({
+    subject: `${PREFIX} Configuration change needs a second admin: ${f.summary.slice(0, 120)}`,
+    heading: 'A change to the approval gate is waiting for a second admin',
+    intro: [
+      `${f.requester} asked for a change that could weaken the gate: ${f.summary}.`,
+      'It takes effect only if another admin approves it. Approve only what you would have done yourself.',
+    ],
+    facts: configFacts(f),
+    commands: [
+      { caption: 'Review the change', code: `curl -H "Authorization: Bearer $COUNTERSIGN_API_KEY" ${shq(url)}` },
+      {
+        caption: 'Approve it',
+        code: [
+          `curl -X POST ${shq(`${url}/approve`)} \\`,
+          `  -H "Authorization: Bearer $COUNTERSIGN_API_KEY" \\`,
+          `  -H 'Content-Type: application/json' \\`,
+          `  -d '{"note":"reviewed"}'`,
+        ].join('\n'),
+      },
+      {
+        caption: 'Or reject it (a note is required)',
+        code: [
+          `curl -X POST ${shq(`${url}/reject`)} \\`,
+          `  -H "Authorization: Bearer $COUNTERSIGN_API_KEY" \\`,
+          `  -H 'Content-Type: application/json' \\`,
+          `  -d '{"note":"why it is rejected"}'`,
+        ].join('\n'),
+      },
+    ],
+    outro: [`Unless it is decided, the request expires at ${formatTime(f.expiresAt)} and nothing changes.`],
+  });
+}
+
+const CONFIG_WORDS: Record<string, string> = {
+  approved: 'approved and applied',
+  rejected: 'rejected; nothing changed',
+  cancelled: 'cancelled; nothing changed',
+  expired: 'expired without a decision; nothing changed',
+};
+
+export function renderConfigDecided(s: MailSettings, f: ConfigFacts, d: DecisionFacts): Rendered {
+  const word = CONFIG_WORDS[d.state] ?? d.state;
+  const url = `${base(s)}/api/v1/configuration-requests/${f.requestId}`;
+  return render({
+    subject: `${PREFIX} Configuration change ${d.state}: ${f.summary.slice(0, 120)}`,
+    heading: `Your configuration change was ${d.state}`,
+    intro: [`Your change (${f.summary}) was ${word} by ${d.decidedBy}.`],
+    facts: [
+      ['Decision', d.state],
+      ['Decided by', d.decidedBy],
+      ['Decided at', d.decidedAt ? formatTime(d.decidedAt) : '-'],
+      ['Note', d.note ?? '-'],
+      ...configFacts(f).filter(([k]) => k !== 'Expires at'),
+    ],
+    commands: [
+      { caption: 'See the request', code: `curl -H "Authorization: Bearer $COUNTERSIGN_API_KEY" ${shq(url)}` },
+    ],
+  });
+}
+
 export function renderIssued(s: MailSettings, f: IssuedFacts): Rendered {
   const certUrl = `${base(s)}/api/v1/certificates/${f.certificateId}`;
   const file = `${f.commonName.replace(/^\*\./, 'wildcard.').replace(/[^A-Za-z0-9.-]/g, '_')}.pem`;

@@ -1,4 +1,13 @@
-import { type ApprovalRow, appendAudit, approvals, certificates, notifications, profiles } from '@countersign/db';
+import {
+  type ApprovalRow,
+  appendAudit,
+  approvals,
+  type ConfigRequestRow,
+  certificates,
+  configRequests,
+  notifications,
+  profiles,
+} from '@countersign/db';
 import { SYSTEM_ACTORS } from '@countersign/domain';
 import {
   approvalNotice,
@@ -16,7 +25,9 @@ import {
 import { type DeliveryDeps, type DeliverySummary, deliver } from './deliveries.ts';
 import { oneAtATime } from './one-at-a-time.ts';
 import {
+  adminRecipients,
   approverRecipients,
+  configRequesterRecipient,
   contactRecipients,
   describePrincipal,
   mergeRecipients,
@@ -27,8 +38,11 @@ import {
   requesterRecipient,
 } from './recipients.ts';
 import {
+  type ConfigFacts,
   type MailSettings,
   type RequestFacts,
+  renderConfigDecided,
+  renderConfigSubmitted,
   renderDecided,
   renderIssued,
   renderReminder,
@@ -303,7 +317,81 @@ export function buildNotifier(deps: NotifierDeps) {
     return { status: 'fanned_out', messages: ids.length };
   }
 
+  async function configFacts(reads: RecipientReads, r: ConfigRequestRow): Promise<ConfigFacts> {
+    return {
+      requestId: r.id,
+      summary: r.summary,
+      justification: r.justification,
+      requester: await actorName(reads, r.org_id, r.requested_by, 'user'),
+      requestedAt: r.requested_at,
+      expiresAt: r.expires_at,
+    };
+  }
+
+  const loadConfig = async (d: Payload): Promise<ConfigRequestRow> =>
+    required(
+      await configRequests.findConfigRequest(db, d.org_id, required(d.config_request_id, 'config_request_id')),
+      'configuration request',
+    );
+
+  /** A configuration change waits: every other enabled admin of the org may approve it. */
+  async function configSubmitted(d: Payload, job: Job): Promise<NotificationResult> {
+    const r = await loadConfig(d);
+    const reads = recipientReads(db);
+    const [facts, admins] = await Promise.all([
+      configFacts(reads, r),
+      adminRecipients(reads, r.org_id, r.requested_by),
+    ]);
+    const recipients =
+      r.state === 'pending'
+        ? admins
+        : admins.map((a) => ({ ...a, skipReason: a.skipReason ?? `request is already ${r.state}` }));
+    const summary = await deliver(
+      deps,
+      {
+        orgId: r.org_id,
+        kind: 'config_submitted',
+        eventKey: jobIds.notification('config_submitted', r.id),
+        recipients,
+        mail: renderConfigSubmitted(deps.settings, facts),
+      },
+      attemptOf(job),
+    );
+    return { status: 'delivered', ...summary };
+  }
+
+  async function configDecided(d: Payload, job: Job): Promise<NotificationResult> {
+    const r = await loadConfig(d);
+    if (r.state === 'pending') throw new Error(`configuration request ${r.id} is still pending`);
+    const reads = recipientReads(db);
+    const [facts, recipient, decidedBy] = await Promise.all([
+      configFacts(reads, r),
+      configRequesterRecipient(reads, r.org_id, r.requested_by),
+      actorName(reads, r.org_id, r.decided_by ?? '-', r.decided_by_type),
+    ]);
+    const mail = renderConfigDecided(deps.settings, facts, {
+      state: r.state,
+      decidedBy,
+      decidedAt: r.decided_at,
+      note: r.decision_note,
+    });
+    const summary = await deliver(
+      deps,
+      {
+        orgId: r.org_id,
+        kind: 'config_decided',
+        eventKey: jobIds.notification('config_decided', r.id),
+        recipients: recipient ? [recipient] : [],
+        mail,
+      },
+      attemptOf(job),
+    );
+    return { status: 'delivered', ...summary };
+  }
+
   const handlers: Record<Payload['kind'], (d: Payload, job: Job) => Promise<NotificationResult>> = {
+    config_submitted: configSubmitted,
+    config_decided: configDecided,
     approval_submitted: submitted,
     approval_decided: decided,
     approval_escalation: escalation,

@@ -9,7 +9,7 @@ import {
   UnrecoverableError,
   type Worker,
 } from '@countersign/queues';
-import type { WorkflowSettings } from '@countersign/workflow';
+import { expireConfigRequests, type WorkflowSettings } from '@countersign/workflow';
 import { declareSchedules, localSchedules, type ScheduleSettings, scheduleSpecs } from './schedules.ts';
 import { SKIPPED, skipWhileRunning } from './skip-while-running.ts';
 import { expireApprovalsTask } from './tasks/expire-approvals.task.ts';
@@ -129,6 +129,14 @@ export function buildTasks(
       return r;
     },
     'prune-idempotency': pruneIdempotencyTask({ db, ttlMs: settings.idempotencyTtlMs, batchSize, maxBatches }),
+    'expire-config-requests': async () => {
+      // Configuration requests are few: one bounded batch per run, the rest next run.
+      const expired = await expireConfigRequests(db, new Date(), batchSize);
+      for (const r of expired) {
+        log.info({ config_request_id: r.id, org_id: r.org_id, kind: r.kind }, 'configuration request expired');
+      }
+      return { expired: expired.length };
+    },
   };
 }
 
@@ -176,6 +184,8 @@ export async function startReaper(deps: ReaperDeps): Promise<Reaper> {
     queues: Object.values(queues),
     pending: metricFactories.pendingGauge(deps.registry),
     queueJobs: metricFactories.queueJobs(deps.registry),
+    twoPersonReady: metricFactories.twoPersonReady(deps.registry),
+    log: deps.log,
   });
   const refreshGauges = async () => {
     await refreshQueueGauges();

@@ -93,7 +93,8 @@ describe('notification reconciliation', () => {
       const owed = [
         `approval_decided-${done.approvalId} requester@example.test`,
         `certificate_issued-`,
-        ...['admin', 'operator1', 'operator2'].map((w) => `approval_submitted-${waiting.approvalId} ${w}@example.test`),
+        // The operators; not the admin, which created the requester (SPEC §1.6).
+        ...['operator1', 'operator2'].map((w) => `approval_submitted-${waiting.approvalId} ${w}@example.test`),
         `approval_submitted-${third.approvalId} operator1@example.test`,
         `approval_decided-${third.approvalId} requester@example.test`,
       ];
@@ -115,7 +116,7 @@ describe('notification reconciliation', () => {
         'SELECT status, last_error FROM notification_deliveries WHERE event_key = $1',
         [jobIds.notification('approval_submitted', done.approvalId)],
       );
-      expect(skipped.rows.length).toBe(3);
+      expect(skipped.rows.length).toBe(2);
       expect(skipped.rows.every((r) => r.status === 'skipped' && r.last_error === 'request is already approved')).toBe(
         true,
       );

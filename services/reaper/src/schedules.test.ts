@@ -23,6 +23,7 @@ describe('schedules', () => {
       'verify-audit-v1',
       'checkpoint-audit-v1',
       'prune-idempotency-v1',
+      'expire-config-requests-v1',
     ]);
     expect(new Set(specs.map((s) => s.task)).size).toBe(specs.length);
   });

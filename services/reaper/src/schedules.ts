@@ -38,6 +38,7 @@ export function scheduleSpecs(s: ScheduleSettings): ScheduleSpec[] {
     { id: 'verify-audit-v1', task: 'verify-audit', everyMs: s.auditVerifyEveryMs },
     { id: 'checkpoint-audit-v1', task: 'checkpoint-audit', everyMs: s.auditCheckpointEveryMs },
     { id: 'prune-idempotency-v1', task: 'prune-idempotency', everyMs: s.idempotencyPruneEveryMs },
+    { id: 'expire-config-requests-v1', task: 'expire-config-requests', everyMs: s.expireEveryMs },
   ];
 }
 

@@ -1,19 +1,17 @@
 import { X509Certificate } from 'node:crypto';
+import { clientCertificates, type Db, decodeCursor, pageOf } from '@countersign/db';
+import { DomainError, requireRole } from '@countersign/domain';
 import {
-  appendAudit,
-  clientCertificates,
-  type Db,
-  decodeCursor,
-  identity,
-  pageOf,
-  pgCode,
-  UNIQUE_VIOLATION,
-} from '@countersign/db';
-import { actorOf, DomainError, notFound, requireRole } from '@countersign/domain';
+  bindOwnClientCertificate,
+  configureClientCertificate,
+  deleteClientCertificate,
+  type WorkflowSettings,
+} from '@countersign/workflow';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { describeCertificate, normaliseFingerprint, normaliseSan, who } from '../auth.ts';
 import { errorResponses, IdParams, Nullable, PageQuery, Pem, pageOfSchema, Strict, Uuid } from '../schemas.ts';
+import { Justification, PendingConfigurationSchema, sendConfigured } from './configuration.routes.ts';
 
 /**
  * Client-certificate bindings for mTLS (SPEC §2): an admin registers which
@@ -44,6 +42,7 @@ const RegisterBody = Type.Object(
     san: Type.Optional(Type.String({ minLength: 5, maxLength: 504, description: 'DNS:<name> or URI:<uri>' })),
     certificate: Type.Optional(Pem),
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    justification: Justification,
   },
   Strict,
 );
@@ -90,57 +89,53 @@ function matchOf(body: RegisterBody): { kind: 'fingerprint' | 'san'; value: stri
   return { kind: 'fingerprint', value: describeCertificate(der).fingerprint };
 }
 
-export function clientCertificateRoutes(app: FastifyInstance, db: Db): void {
+export function clientCertificateRoutes(app: FastifyInstance, db: Db, settings: WorkflowSettings): void {
   app.post(
     '/api/v1/principals/:id/client-certificates',
     {
       schema: {
         tags: ['principals'],
-        summary: 'Bind a client certificate (fingerprint, SAN or the certificate itself) to a service principal',
+        summary:
+          'Bind a client certificate (fingerprint, SAN or the certificate itself) to a service principal; for another principal it is an enrollment credential',
         params: IdParams,
+        body: RegisterBody,
+        response: { 201: BindingSchema, 202: PendingConfigurationSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const p = who(req);
+      const principalId = (req.params as { id: string }).id;
+      const body = req.body as RegisterBody;
+      if (principalId === p.id) {
+        return reply.code(201).send(view(await bindOwnClientCertificate(db, p, matchOf(body), body.name ?? null)));
+      }
+      requireRole(p, ['admin'], 'manage client certificates');
+      const c = await configureClientCertificate(
+        db,
+        settings,
+        p,
+        principalId,
+        matchOf(body),
+        body.name ?? null,
+        body.justification,
+      );
+      return sendConfigured(reply, c, 201, view);
+    },
+  );
+
+  app.post(
+    '/api/v1/me/client-certificates',
+    {
+      schema: {
+        tags: ['principals'],
+        summary: 'Register your own client certificate (a service principal): a credential you may decide with',
         body: RegisterBody,
         response: { 201: BindingSchema, ...errorResponses },
       },
     },
     async (req, reply) => {
-      const p = who(req);
-      requireRole(p, ['admin'], 'manage client certificates');
-      const principalId = (req.params as { id: string }).id;
-      const match = matchOf(req.body as RegisterBody);
-      const row = await db.transaction().execute(async (tx) => {
-        const owner = await identity.findPrincipal(tx, p.orgId, principalId);
-        if (!owner) throw notFound('principal');
-        if (owner.kind !== 'service') {
-          throw new DomainError(
-            'validation_failed',
-            `principal ${owner.name} is a ${owner.kind}; client certificates are registered for service principals`,
-          );
-        }
-        const inserted = await clientCertificates
-          .insertBinding(tx, {
-            orgId: p.orgId,
-            principalId,
-            matchKind: match.kind,
-            matchValue: match.value,
-            name: (req.body as RegisterBody).name ?? null,
-            createdBy: p.id,
-          })
-          .catch((err: unknown) => {
-            if (pgCode(err) === UNIQUE_VIOLATION) {
-              throw new DomainError('conflict', `${match.kind} ${match.value} is already bound to a principal`);
-            }
-            throw err;
-          });
-        await appendAudit(tx, {
-          orgId: p.orgId,
-          actor: actorOf(p),
-          action: 'client_certificate_registered',
-          resourceType: 'client_certificate',
-          resourceId: inserted.id,
-          details: { principal_id: principalId, match_kind: match.kind, match_value: match.value, name: inserted.name },
-        });
-        return inserted;
-      });
+      const body = req.body as RegisterBody;
+      const row = await bindOwnClientCertificate(db, who(req), matchOf(body), body.name ?? null);
       return reply.code(201).send(view(row));
     },
   );
@@ -184,18 +179,7 @@ export function clientCertificateRoutes(app: FastifyInstance, db: Db): void {
       const p = who(req);
       requireRole(p, ['admin'], 'manage client certificates');
       const id = (req.params as { id: string }).id;
-      await db.transaction().execute(async (tx) => {
-        const row = await clientCertificates.deleteBinding(tx, p.orgId, id);
-        if (!row) throw notFound('client certificate');
-        await appendAudit(tx, {
-          orgId: p.orgId,
-          actor: actorOf(p),
-          action: 'client_certificate_deleted',
-          resourceType: 'client_certificate',
-          resourceId: row.id,
-          details: { principal_id: row.principal_id, match_kind: row.match_kind, match_value: row.match_value },
-        });
-      });
+      await deleteClientCertificate(db, p, id);
       return { id, deleted: true };
     },
   );
