@@ -121,14 +121,6 @@ export async function seedDemo(db: Db, keysFile: string, opts: DemoOptions = {})
     profile({ name: 'development-web', environment: 'development', requires_approval: false }),
     [],
   );
-  let erin: DemoPrincipal | undefined;
-  if (opts.secondAdmin) {
-    const added = await addInstallationAdmin(db, 'demo', { name: 'erin', email: `erin@${DEMO_DOMAIN}` });
-    erin = await enroll(
-      { id: added.admin.id, orgId: boot.org.id, role: 'admin', kind: 'user', name: 'erin' },
-      added.key,
-    );
-  }
   // Gated, but COUNTERSIGN_APPROVAL_BYPASS (`scripts/up.sh --bypass`) may approve it: a non-production permission.
   const staging = await saveProfile(
     db,
@@ -137,6 +129,14 @@ export async function seedDemo(db: Db, keysFile: string, opts: DemoOptions = {})
     profile({ name: 'staging-web', environment: 'staging', allow_bypass: true }),
     [alice.id, bob.id],
   );
+  let erin: DemoPrincipal | undefined;
+  if (opts.secondAdmin) {
+    const added = await addInstallationAdmin(db, 'demo', { name: 'erin', email: `erin@${DEMO_DOMAIN}` });
+    erin = await enroll(
+      { id: added.admin.id, orgId: boot.org.id, role: 'admin', kind: 'user', name: 'erin' },
+      added.key,
+    );
+  }
   const demo: DemoOrg = {
     org_id: boot.org.id,
     org: 'demo',

@@ -99,8 +99,9 @@ function requestFacts(f: RequestFacts): [string, string][] {
   ];
 }
 
-function decisionCommands(s: MailSettings, approvalId: string) {
-  const url = `${base(s)}/api/v1/approvals/${approvalId}`;
+/** Review, approve and reject commands for the request at `path` (an approval or a configuration request). */
+function decisionCommands(s: MailSettings, path: string) {
+  const url = `${base(s)}${path}`;
   return [
     { caption: 'Review the request', code: `curl -H "Authorization: Bearer $COUNTERSIGN_API_KEY" ${shq(url)}` },
     {
@@ -133,7 +134,7 @@ export function renderSubmitted(s: MailSettings, f: RequestFacts): Rendered {
       'You receive this because you are an eligible approver. The requester can never approve their own request.',
     ],
     facts: requestFacts(f),
-    commands: decisionCommands(s, f.approvalId),
+    commands: decisionCommands(s, `/api/v1/approvals/${f.approvalId}`),
     outro: [`Unless it is decided, the request expires at ${formatTime(f.expiresAt)} and nothing is issued.`],
   });
 }
@@ -147,7 +148,7 @@ export function renderReminder(s: MailSettings, f: RequestFacts, round: number, 
       `It expires at ${formatTime(f.expiresAt)}; after that nothing is issued and it must be requested again.`,
     ],
     facts: requestFacts(f),
-    commands: decisionCommands(s, f.approvalId),
+    commands: decisionCommands(s, `/api/v1/approvals/${f.approvalId}`),
   });
 }
 
@@ -204,7 +205,6 @@ function configFacts(f: ConfigFacts): [string, string][] {
 }
 
 export function renderConfigSubmitted(s: MailSettings, f: ConfigFacts): Rendered {
-  const url = `${base(s)}/api/v1/configuration-requests/${f.requestId}`;
   return render({
     subject: `${PREFIX} Configuration change needs a second admin: ${f.summary.slice(0, 120)}`,
     heading: 'A change to the approval gate is waiting for a second admin',
@@ -213,27 +213,7 @@ export function renderConfigSubmitted(s: MailSettings, f: ConfigFacts): Rendered
       'It takes effect only if another admin approves it. Approve only what you would have done yourself.',
     ],
     facts: configFacts(f),
-    commands: [
-      { caption: 'Review the change', code: `curl -H "Authorization: Bearer $COUNTERSIGN_API_KEY" ${shq(url)}` },
-      {
-        caption: 'Approve it',
-        code: [
-          `curl -X POST ${shq(`${url}/approve`)} \\`,
-          `  -H "Authorization: Bearer $COUNTERSIGN_API_KEY" \\`,
-          `  -H 'Content-Type: application/json' \\`,
-          `  -d '{"note":"reviewed"}'`,
-        ].join('\n'),
-      },
-      {
-        caption: 'Or reject it (a note is required)',
-        code: [
-          `curl -X POST ${shq(`${url}/reject`)} \\`,
-          `  -H "Authorization: Bearer $COUNTERSIGN_API_KEY" \\`,
-          `  -H 'Content-Type: application/json' \\`,
-          `  -d '{"note":"why it is rejected"}'`,
-        ].join('\n'),
-      },
-    ],
+    commands: decisionCommands(s, `/api/v1/configuration-requests/${f.requestId}`),
     outro: [`Unless it is decided, the request expires at ${formatTime(f.expiresAt)} and nothing changes.`],
   });
 }
