@@ -44,7 +44,10 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         publicKeySpki: job.public_key,
         validityDays: profile.validityDays,
       });
-      const mismatch = issuedMismatch(signed.leafPem, approved, job.public_key);
+      const leaf = parseLeaf(signed.leafPem);
+      const mismatch = leaf
+        ? issuedMismatch(leaf, approved, job.public_key)
+        : 'the connector returned no parsable certificate';
       if (mismatch) {
         // Never delivered: the job fails for good with the difference named, in this transaction.
         log.error({ job_id: job.id, mismatch }, 'issued certificate differs from what was approved; not recorded');
@@ -72,7 +75,7 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
         notAfter: signed.notAfter,
         leafPem: signed.leafPem,
         chainPem: signed.chainPem,
-        sans: leafDnsNames(new X509Certificate(signed.leafPem)),
+        sans: leaf ? leafDnsNames(leaf) : [],
       });
       await completeIssuance(tx, {
         job,
@@ -105,6 +108,14 @@ export function issueJobHandler(db: Db, connectors: ReadonlyMap<string, IssuerCo
     });
 }
 
+function parseLeaf(pem: string): X509Certificate | null {
+  try {
+    return new X509Certificate(pem);
+  } catch {
+    return null;
+  }
+}
+
 /** The leaf's own DNS subjectAltNames, lower-cased, as X509Certificate lists them. */
 export function leafDnsNames(leaf: X509Certificate): string[] {
   return (leaf.subjectAltName ?? '')
@@ -119,13 +130,11 @@ export function leafDnsNames(leaf: X509Certificate): string[] {
  * or null when they agree. The database compares the names once more when the
  * version is recorded.
  */
-export function issuedMismatch(leafPem: string, approved: readonly string[], publicKeySpki: Buffer): string | null {
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(leafPem);
-  } catch {
-    return 'the connector returned no parsable certificate';
-  }
+export function issuedMismatch(
+  leaf: X509Certificate,
+  approved: readonly string[],
+  publicKeySpki: Buffer,
+): string | null {
   const got = new Set(leafDnsNames(leaf));
   const want = new Set(approved.map((n) => n.toLowerCase()));
   const extra = [...got].filter((n) => !want.has(n));

@@ -192,3 +192,74 @@ describe('issuer', () => {
     }
   });
 });
+
+describe('issued equals approved', () => {
+  /** A connector that signs with the real local CA, but not quite what it was asked for. */
+  const twisted = (change: (req: Parameters<ReturnType<typeof localConnector>['issue']>[0]) => typeof req) => {
+    const real = localConnector(ca);
+    return { id: 'local', issue: (req: Parameters<typeof real.issue>[0]) => real.issue(change(req)) };
+  };
+
+  it.each([
+    [
+      'an extra name',
+      (req: { dnsNames: readonly string[] }) => ({ ...req, dnsNames: [...req.dnsNames, 'evil.example.test'] }),
+      /extra: \[evil\.example\.test\]/,
+    ],
+    [
+      'a missing name',
+      (req: { dnsNames: readonly string[] }) => ({ ...req, dnsNames: req.dnsNames.slice(0, 1) }),
+      /missing: \[/,
+    ],
+  ] as const)('refuses a leaf with %s: the job fails, nothing is recorded', async (_name, change, why) => {
+    const r = await gated();
+    await approve(tdb.handle.db, org.operator1, r.approval?.id ?? '', 'ok');
+    const crooked = issueJobHandler(
+      tdb.handle.db,
+      new Map([['local', twisted((req) => change(req) as typeof req)]]),
+      log,
+    );
+    const outcome = await crooked(r.job.id);
+    expect(outcome.status).toBe('refused');
+    expect(outcome.status === 'refused' && outcome.reason).toMatch(why);
+    expect(await versions(r.job.id)).toEqual([]);
+    const job = await tdb.superuser<{ status: string; error: string }>('SELECT status, error FROM jobs WHERE id = $1', [
+      r.job.id,
+    ]);
+    expect(job.rows[0]?.status).toBe('failed');
+    expect(job.rows[0]?.error).toMatch(/issued certificate differs from the approval/);
+    const audit = await tdb.superuser<{ details: { error: string } }>(
+      `SELECT details FROM audit_records WHERE resource_id = $1 AND action = 'issuance_failed'`,
+      [r.job.id],
+    );
+    expect(audit.rows.map((x) => x.details.error)).toEqual(['issued_mismatch']);
+  });
+
+  it('refuses a leaf for another key', async () => {
+    const r = await gated();
+    await approve(tdb.handle.db, org.operator1, r.approval?.id ?? '', 'ok');
+    const { generateKeyAndCsr } = await import('@countersign/ca/csr-generate');
+    const other = await generateKeyAndCsr({ commonName: 'x.example.test', dnsNames: ['x.example.test'] });
+    const { parseCsr } = await import('@countersign/ca');
+    const otherKey = parseCsr(other.csrPem).publicKeySpki;
+    const crooked = issueJobHandler(
+      tdb.handle.db,
+      new Map([['local', twisted((req) => ({ ...req, publicKeySpki: otherKey }))]]),
+      log,
+    );
+    const outcome = await crooked(r.job.id);
+    expect(outcome).toMatchObject({ status: 'refused', reason: 'the public key is not the requested one' });
+    expect(await versions(r.job.id)).toEqual([]);
+  });
+
+  it('signs the names the approvers were shown, and records the leaf’s own names', async () => {
+    const r = await gated();
+    await approve(tdb.handle.db, org.operator1, r.approval?.id ?? '', 'ok');
+    expect((await issue(r.job.id)).status).toBe('issued');
+    const row = await tdb.superuser<{ sans: string[]; domains: string[] }>(
+      `SELECT v.sans, a.domains FROM certificate_versions v JOIN approval_requests a ON a.job_id = v.job_id WHERE v.job_id = $1`,
+      [r.job.id],
+    );
+    expect([...(row.rows[0]?.sans ?? [])].sort()).toEqual([...(row.rows[0]?.domains ?? [])].sort());
+  });
+});
